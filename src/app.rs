@@ -1,0 +1,185 @@
+//! [`Application`]: binds the listener first, loads or creates the keys, then serves
+//! HTTP/1.1 connections until told to stop, draining in-flight requests and stopping
+//! the rotation task on the way out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::HeaderValue;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+use crate::config::{DRAIN_TIMEOUT, DatabaseSettings, MAX_HEADER_BYTES, MAX_HEADERS, Settings};
+use crate::http::{AppState, router};
+use crate::keys::{Clock, Rotator, SystemClock};
+use crate::store::{KeyStore, MemoryStore};
+use crate::token::Issuer;
+
+/// Why the application could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Keys could not be loaded or created.
+    #[error("cannot prepare signing keys: {0}")]
+    Keys(#[from] crate::keys::RotateError),
+    /// The key store could not be opened.
+    #[error("cannot open the key store: {0}")]
+    Store(String),
+}
+
+/// A server that is bound and has its keys, ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    rotator: Rotator,
+    settings: Settings,
+}
+
+impl Application {
+    /// Binds, opens the store and prepares the keys, with the system clock.
+    ///
+    /// # Errors
+    /// [`AppError`] if the address is taken or the keys cannot be prepared.
+    pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        let store: Arc<dyn KeyStore> = match &settings.database {
+            DatabaseSettings::Memory => Arc::new(MemoryStore::default()),
+            DatabaseSettings::Sqlite(path) => {
+                return Err(AppError::Store(format!(
+                    "{}: durable storage is not available in this build; use --database :memory:",
+                    path.display()
+                )));
+            }
+        };
+        Self::build_with(settings, store, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Application::build`] with an explicit store and clock (for tests).
+    ///
+    /// # Errors
+    /// [`AppError`] if the address is taken or the keys cannot be prepared.
+    pub async fn build_with(
+        settings: Settings,
+        store: Arc<dyn KeyStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AppError> {
+        // Bind first: connections that arrive while keys are prepared wait in the
+        // listen backlog and are answered as soon as the keys exist.
+        let addr = settings.http.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let rotator = Rotator::bootstrap(settings.keys, store, Arc::clone(&clock)).await?;
+        let issuer = Issuer::new(
+            settings.issuer_for(addr),
+            settings.token.audience.clone(),
+            settings.token.ttl,
+        );
+        let cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
+        let state = AppState {
+            keys: rotator.handle(),
+            issuer: Arc::new(issuer),
+            clock,
+            jwks_cache_control: HeaderValue::from_str(&cache_control).expect("digits and ASCII"),
+            body_timeout: settings.http.request_timeout,
+        };
+        Ok(Self {
+            listener,
+            addr,
+            router: router(state),
+            rotator,
+            settings,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The rotator, e.g. for tests that step it with a manual clock.
+    #[must_use]
+    pub fn rotator(&self) -> Rotator {
+        self.rotator.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, drains in-flight
+    /// requests (up to a deadline) and stops the rotation task.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let rotation = tokio::spawn(self.rotator.clone().run(stop_rx));
+        tracing::info!(addr = %self.addr, alg = %self.settings.keys.alg, "listening");
+
+        let graceful = GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.settings.http.request_timeout)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .max_headers(MAX_HEADERS);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.router.clone();
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: draining in-flight requests");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+        }
+        let _ = stop_tx.send(true);
+        let _ = rotation.await;
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,106 @@
+//! The command line: flags for the server (each with a `JWKS_*` environment variable)
+//! and the subcommands. Parsing only; [`crate::config`] validates and turns the result
+//! into [`crate::config::Settings`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::parse_duration;
+use crate::keys::Algorithm;
+
+/// A JWKS server: owns signing keys, rotates them, publishes the JWK Set and issues JWTs.
+#[derive(Debug, Parser)]
+#[command(name = "jwks-server", version, about)]
+pub struct Cli {
+    /// What to do; without a subcommand the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands besides serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every flag of the server. Durations take `300ms`, `30s`, `15m`, `1h` or `1d`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "JWKS_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "JWKS_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Algorithm of newly generated keys: RS256 (RSA-2048), ES256 (P-256) or EdDSA (Ed25519).
+    #[arg(long, env = "JWKS_ALG", value_enum, default_value = "RS256")]
+    pub alg: AlgorithmArg,
+    /// Lifetime of issued tokens (whole seconds, at least 1s).
+    #[arg(long, env = "JWKS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+    /// How long each key signs before the next one takes over.
+    #[arg(long, env = "JWKS_ROTATION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub rotation_interval: Duration,
+    /// How long a new key is published before it signs (at least --jwks-max-age).
+    #[arg(long, env = "JWKS_PUBLISH_AHEAD", default_value = "15m", value_parser = parse_duration)]
+    pub publish_ahead: Duration,
+    /// `Cache-Control: max-age` of the JWKS (whole seconds).
+    #[arg(long, env = "JWKS_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
+    pub jwks_max_age: Duration,
+    /// Allowance for verifiers whose clocks run behind (at most 60s): keys stay
+    /// published this long after their last token expires.
+    #[arg(long, env = "JWKS_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
+    pub clock_skew: Duration,
+    /// `iss` claim of issued tokens [default: http://<host>:<port>]
+    #[arg(long, env = "JWKS_ISSUER")]
+    pub issuer: Option<String>,
+    /// `aud` claim of issued tokens; omitted when unset.
+    #[arg(long, env = "JWKS_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Longest time a request may take to arrive (headers and body).
+    #[arg(long, env = "JWKS_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "JWKS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Key database: a SQLite file path, or `:memory:` to keep keys in memory only.
+    #[arg(long, env = "JWKS_DATABASE", default_value = "jwks.db")]
+    pub database: String,
+    /// File holding the base64 master key that seals private keys at rest.
+    #[arg(long, env = "JWKS_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `--alg` as clap sees it; a thin wrapper so clap can list the choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlgorithmArg(pub Algorithm);
+
+impl clap::ValueEnum for AlgorithmArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Self(Algorithm::Rs256),
+            Self(Algorithm::Es256),
+            Self(Algorithm::EdDsa),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.as_str()))
+    }
+}

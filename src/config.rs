@@ -1,0 +1,259 @@
+//! Settings, validated once and nested by concern. Everything that tunes the server is
+//! read here and nowhere else; secrets are held in redacting wrappers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::cli::{LogFormat, ServeArgs};
+use crate::keys::Lifecycle;
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest request head (request line and headers) accepted (bytes).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header fields accepted in one request.
+pub const MAX_HEADERS: usize = 64;
+/// How long shutdown waits for in-flight requests before giving up on them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest clock-skew allowance accepted.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// An invalid combination of settings. The binary exits with status 2.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A setting is out of range or contradicts another.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the server listens and how it treats connections.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Longest time a request may take to arrive.
+    pub request_timeout: Duration,
+}
+
+/// What issued tokens look like.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// `iss`; `None` means `http://<host>:<bound port>`.
+    pub issuer: Option<String>,
+    /// `aud`, if any.
+    pub audience: Option<String>,
+    /// Lifetime of a token.
+    pub ttl: Duration,
+}
+
+/// Where keys are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSettings {
+    /// Keys live in process memory only.
+    Memory,
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+}
+
+/// All settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listening.
+    pub http: HttpSettings,
+    /// Key lifecycle.
+    pub keys: Lifecycle,
+    /// Tokens.
+    pub token: TokenSettings,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Key storage.
+    pub database: DatabaseSettings,
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+impl Settings {
+    /// Validates parsed flags.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with a one-line reason.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        if args.token_ttl < Duration::from_secs(1) || args.token_ttl.subsec_nanos() != 0 {
+            return Err(invalid(
+                "--token-ttl must be a whole number of seconds, at least 1s",
+            ));
+        }
+        if args.rotation_interval < Duration::from_millis(100) {
+            return Err(invalid("--rotation-interval must be at least 100ms"));
+        }
+        if args.jwks_max_age.subsec_nanos() != 0 {
+            return Err(invalid("--jwks-max-age must be a whole number of seconds"));
+        }
+        if args.jwks_max_age > args.publish_ahead {
+            return Err(invalid(format!(
+                "--jwks-max-age ({}) must not exceed --publish-ahead ({}): clients caching the JWKS would miss the next key",
+                format_duration(args.jwks_max_age),
+                format_duration(args.publish_ahead)
+            )));
+        }
+        if args.clock_skew > MAX_CLOCK_SKEW {
+            return Err(invalid("--clock-skew must be at most 60s"));
+        }
+        if args.request_timeout.is_zero() {
+            return Err(invalid("--request-timeout must be greater than zero"));
+        }
+        if args.issuer.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("--issuer must not be empty"));
+        }
+        let database = match args.database.as_str() {
+            "" => return Err(invalid("--database must not be empty")),
+            ":memory:" => DatabaseSettings::Memory,
+            path => DatabaseSettings::Sqlite(path.into()),
+        };
+        Ok(Self {
+            http: HttpSettings {
+                addr: SocketAddr::new(args.host, args.port),
+                request_timeout: args.request_timeout,
+            },
+            keys: Lifecycle {
+                alg: args.alg.0,
+                rotation_interval: args.rotation_interval,
+                publish_ahead: args.publish_ahead,
+                token_ttl: args.token_ttl,
+                clock_skew: args.clock_skew,
+            },
+            token: TokenSettings {
+                issuer: args.issuer.clone(),
+                audience: args.audience.clone(),
+                ttl: args.token_ttl,
+            },
+            jwks_max_age: args.jwks_max_age,
+            log_format: args.log_format,
+            database,
+        })
+    }
+
+    /// The issuer for a server bound to `addr`.
+    #[must_use]
+    pub fn issuer_for(&self, addr: SocketAddr) -> String {
+        self.token.issuer.clone().unwrap_or_else(|| {
+            let host = match addr.ip() {
+                ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            };
+            format!("http://{}", SocketAddr::new(host, addr.port()))
+        })
+    }
+}
+
+/// Parses `300ms`, `30s`, `15m`, `1h`, `1d` (a bare number is seconds).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || format!("invalid duration '{text}' (use e.g. 300ms, 30s, 15m, 1h, 1d)");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3_600),
+        "d" => secs(86_400),
+        _ => Err(bad()),
+    }
+}
+
+fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::keys::Algorithm;
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["jwks-server"];
+        argv.extend_from_slice(args);
+        Settings::from_args(&Cli::try_parse_from(argv).expect("parses").serve)
+    }
+
+    #[test]
+    fn durations_parse_in_each_unit() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["", "ms", "1.5h", "-1s", "10x", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.http.addr, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(s.keys.alg, Algorithm::Rs256);
+        assert_eq!(s.keys.rotation_interval, Duration::from_secs(3600));
+        assert_eq!(s.keys.publish_ahead, Duration::from_secs(900));
+        assert_eq!(s.token.ttl, Duration::from_secs(900));
+        assert_eq!(s.jwks_max_age, Duration::from_secs(300));
+        assert_eq!(s.database, DatabaseSettings::Sqlite("jwks.db".into()));
+        assert_eq!(
+            s.issuer_for("127.0.0.1:8080".parse().expect("addr")),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            s.issuer_for("0.0.0.0:9".parse().expect("addr")),
+            "http://127.0.0.1:9"
+        );
+    }
+
+    #[test]
+    fn contradictions_are_rejected_with_a_reason() {
+        let err = settings(&["--jwks-max-age", "20m"]).expect_err("max-age > publish-ahead");
+        assert!(err.to_string().contains("--publish-ahead"));
+        assert!(settings(&["--token-ttl", "500ms"]).is_err());
+        assert!(settings(&["--token-ttl", "1500ms"]).is_err());
+        assert!(settings(&["--clock-skew", "2m"]).is_err());
+        assert!(settings(&["--rotation-interval", "10ms"]).is_err());
+        assert!(settings(&["--jwks-max-age", "1500ms"]).is_err());
+        assert!(settings(&["--request-timeout", "0s"]).is_err());
+        assert!(settings(&["--issuer", ""]).is_err());
+        assert!(settings(&["--database", ""]).is_err());
+        assert_eq!(
+            settings(&["--database", ":memory:"])
+                .expect("valid")
+                .database,
+            DatabaseSettings::Memory
+        );
+        assert_eq!(
+            settings(&["--alg", "EdDSA", "--issuer", "x"])
+                .expect("valid")
+                .keys
+                .alg,
+            Algorithm::EdDsa
+        );
+        assert!(Cli::try_parse_from(["jwks-server", "--alg", "HS256"]).is_err());
+        assert!(Cli::try_parse_from(["jwks-server", "--token-ttl", "soon"]).is_err());
+    }
+}

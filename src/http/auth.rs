@@ -1,0 +1,319 @@
+//! `POST /auth`: issues a signed JWT. Credentials may come as a JSON body, a form body
+//! or HTTP Basic; none at all is fine (the subject is then `anonymous`). Any other
+//! `Authorization` scheme (e.g. a `Bearer` token added by a client library) is ignored.
+
+use axum::Json;
+use axum::body::to_bytes;
+use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::config::MAX_BODY_BYTES;
+
+/// Longest username accepted at `/auth` (bytes).
+const MAX_USERNAME_BYTES: usize = 256;
+
+/// The body of a successful `/auth`.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// The compact JWS.
+    pub token: String,
+    /// Always `Bearer` (RFC 6750).
+    pub token_type: &'static str,
+    /// Seconds until the token expires; 0 for an `?expired=true` token.
+    pub expires_in: i64,
+}
+
+/// Credentials presented at `/auth`, from whichever source carried them.
+#[derive(Debug, Default, Deserialize)]
+pub struct Credentials {
+    /// The username, if any was given.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password, if any was given.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Issues a token; `?expired=true` issues one signed by an expired key.
+///
+/// # Errors
+/// 400 for a bad `expired` value or malformed credentials, 503 without an active key.
+pub(super) async fn token_issue(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    credentials: Credentials,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let expired = expired_param(query.as_deref())?;
+    let subject = credentials.username.as_deref().unwrap_or("anonymous");
+    let now = state.clock.now();
+    let set = state.keys.load();
+    let issued = if expired {
+        let key = set
+            .newest_expired(now)
+            .ok_or(ApiError::Unavailable("no expired key is held"))?;
+        state.issuer.issue_expired(key, subject)?
+    } else {
+        let key = set
+            .at(now)
+            .active
+            .as_ref()
+            .ok_or(ApiError::Unavailable("no active signing key"))?;
+        state.issuer.issue(key, subject, now)?
+    };
+    Ok(Json(TokenResponse {
+        token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+    }))
+}
+
+const BAD_EXPIRED: &str = "Invalid 'expired' query parameter. Must be 'true' or 'false'.";
+
+/// `expired` absent or `false`: a normal token; `true` or present without a value: an
+/// expired one; anything else is a client error.
+fn expired_param(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut values =
+        form_urlencoded::parse(query.unwrap_or("").as_bytes()).filter(|(k, _)| k == "expired");
+    let Some((_, value)) = values.next() else {
+        return Ok(false);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest(
+            "The 'expired' query parameter must be given at most once.".into(),
+        ));
+    }
+    match value.as_ref() {
+        "" | "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::InvalidRequest(BAD_EXPIRED.into())),
+    }
+}
+
+impl FromRequest<AppState> for Credentials {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        let bytes =
+            match tokio::time::timeout(state.body_timeout, to_bytes(body, MAX_BODY_BYTES)).await {
+                Err(_) => return Err(ApiError::Timeout),
+                Ok(Err(error)) if is_length_limit(&error) => {
+                    return Err(ApiError::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    });
+                }
+                Ok(Err(error)) => {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "could not read the request body: {error}"
+                    )));
+                }
+                Ok(Ok(bytes)) => bytes,
+            };
+        let from_body = parse_body(&parts.headers, &bytes)?;
+        let credentials = match from_body {
+            Some(c) if c.username.is_some() => c,
+            _ => basic_credentials(&parts.headers)?.unwrap_or_default(),
+        };
+        if let Some(name) = &credentials.username
+            && (name.is_empty() || name.len() > MAX_USERNAME_BYTES)
+        {
+            return Err(ApiError::InvalidRequest(format!(
+                "username must be 1 to {MAX_USERNAME_BYTES} bytes"
+            )));
+        }
+        Ok(credentials)
+    }
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Reads credentials from a JSON or form body. An empty body carries none.
+fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Option<Credentials>, ApiError> {
+    let trimmed = bytes.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let essence = content_type.map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let looks_like_json = trimmed.starts_with(b"{");
+    match essence.as_deref() {
+        Some("application/json") => parse_json(trimmed),
+        Some(ct) if ct.ends_with("+json") => parse_json(trimmed),
+        // `curl -d '{...}'` labels JSON as a form; read what was meant.
+        Some("application/x-www-form-urlencoded") | None if looks_like_json => parse_json(trimmed),
+        Some("application/x-www-form-urlencoded") | None => parse_form(trimmed),
+        Some(_) => Err(ApiError::UnsupportedMediaType(
+            content_type.unwrap_or_default().to_owned(),
+        )),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Option<Credentials>, ApiError> {
+    serde_json::from_slice::<Credentials>(bytes)
+        .map(Some)
+        .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON body: {e}")))
+}
+
+fn parse_form(bytes: &[u8]) -> Result<Option<Credentials>, ApiError> {
+    let mut credentials = Credentials::default();
+    for (key, value) in form_urlencoded::parse(bytes) {
+        let slot = match key.as_ref() {
+            "username" => &mut credentials.username,
+            "password" => &mut credentials.password,
+            _ => continue,
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(ApiError::InvalidRequest(format!(
+                "form field '{key}' given more than once"
+            )));
+        }
+    }
+    Ok(Some(credentials))
+}
+
+/// HTTP Basic credentials (RFC 7617), if the `Authorization` header uses that scheme.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<Credentials>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let Ok(value) = value.to_str() else {
+        return Ok(None);
+    };
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let malformed = || ApiError::InvalidRequest("malformed HTTP Basic credentials".into());
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
+    Ok(Some(Credentials {
+        username: Some(username.to_owned()),
+        password: Some(password.to_owned()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn expired_parameter_accepts_only_true_false_or_no_value() {
+        assert!(!expired_param(None).expect("absent"));
+        assert!(!expired_param(Some("other=1")).expect("absent"));
+        assert!(!expired_param(Some("expired=false")).expect("false"));
+        assert!(expired_param(Some("expired=true")).expect("true"));
+        assert!(expired_param(Some("expired")).expect("bare"));
+        assert!(expired_param(Some("expired=")).expect("empty"));
+        assert!(expired_param(Some("expired=%74rue")).expect("percent-encoded"));
+        for bad in [
+            "expired=yes",
+            "expired=1",
+            "expired=TRUE",
+            "expired=true&expired=false",
+        ] {
+            assert!(
+                matches!(expired_param(Some(bad)), Err(ApiError::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn bodies_parse_by_content_type() {
+        let json = headers(&[(header::CONTENT_TYPE, "application/json; charset=utf-8")]);
+        let c = parse_body(&json, br#"{"username":"a","password":"b","extra":1}"#)
+            .expect("ok")
+            .expect("some");
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref()),
+            (Some("a"), Some("b"))
+        );
+        assert!(parse_body(&json, br#"{"username":5}"#).is_err());
+        assert!(parse_body(&json, b"{not json").is_err());
+        assert!(parse_body(&json, b"  ").expect("ok").is_none());
+
+        let form = headers(&[(header::CONTENT_TYPE, "application/x-www-form-urlencoded")]);
+        let c = parse_body(&form, b"username=us%40er&password=p+w")
+            .expect("ok")
+            .expect("some");
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref()),
+            (Some("us@er"), Some("p w"))
+        );
+        assert!(parse_body(&form, b"username=a&username=b").is_err());
+        let c = parse_body(&form, br#"{"username":"j"}"#)
+            .expect("ok")
+            .expect("some");
+        assert_eq!(c.username.as_deref(), Some("j"));
+
+        let xml = headers(&[(header::CONTENT_TYPE, "text/xml")]);
+        assert!(matches!(
+            parse_body(&xml, b"<a/>"),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        let c = parse_body(&HeaderMap::new(), b"username=x")
+            .expect("ok")
+            .expect("some");
+        assert_eq!(c.username.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn basic_credentials_are_read_and_other_schemes_ignored() {
+        let basic = headers(&[(header::AUTHORIZATION, "Basic dXNlckFCQzpwYXNzd29yZDEyMw==")]);
+        let c = basic_credentials(&basic).expect("ok").expect("some");
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref()),
+            (Some("userABC"), Some("password123"))
+        );
+        let bearer = headers(&[(header::AUTHORIZATION, "Bearer abc.def.ghi")]);
+        assert!(basic_credentials(&bearer).expect("ok").is_none());
+        let broken = headers(&[(header::AUTHORIZATION, "Basic !!!")]);
+        assert!(basic_credentials(&broken).is_err());
+        let no_colon = headers(&[(header::AUTHORIZATION, "basic dXNlcg==")]);
+        assert!(basic_credentials(&no_colon).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! The one place that turns failures into HTTP statuses. Every error answers
+//! `{"error": "<stable code>", "error_description": "<human text>"}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No such resource (404).
+    #[error("no resource at this path")]
+    NotFound,
+    /// The resource exists but not for this method (405).
+    #[error("method not allowed; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: &'static str,
+    },
+    /// The body took too long to arrive (408).
+    #[error("the request took too long to arrive")]
+    Timeout,
+    /// The body is over the limit (413).
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body's content type is not one this endpoint reads (415).
+    #[error(
+        "unsupported content type '{0}'; send application/json or application/x-www-form-urlencoded"
+    )]
+    UnsupportedMediaType(String),
+    /// The server cannot answer right now (503), e.g. no active key.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// A failure on our side (500). The detail is logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    error_description: &'a str,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.status_and_code();
+        let description = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                "The server failed to process the request.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error,
+                error_description: &description,
+            }),
+        )
+            .into_response();
+        if let Self::MethodNotAllowed { allow } = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<crate::keys::KeyError> for ApiError {
+    fn from(error: crate::keys::KeyError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}

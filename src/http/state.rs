@@ -1,0 +1,23 @@
+//! [`AppState`]: the handles every handler may use, built once at start-up.
+
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+
+use crate::keys::{Clock, KeySetHandle};
+use crate::token::Issuer;
+
+/// Shared state of the HTTP layer. Cheap to clone: handles only.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The published key set.
+    pub keys: KeySetHandle,
+    /// Signs tokens.
+    pub issuer: Arc<Issuer>,
+    /// The time source that the key schedule is read against.
+    pub clock: Arc<dyn Clock>,
+    /// `Cache-Control` of the JWKS, formatted once.
+    pub jwks_cache_control: HeaderValue,
+    /// Longest time a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
+}

@@ -1,0 +1,22 @@
+//! jwks-server: owns signing keys, rotates them on a schedule, publishes the public
+//! halves as a JWK Set and issues signed JWTs.
+//!
+//! # Layout
+//! - [`cli`]: command-line flags and subcommands (clap), each flag with a `JWKS_*` env var.
+//! - [`config`]: validated [`config::Settings`], nested by concern.
+//! - [`telemetry`]: the `tracing` subscriber.
+//! - [`app`]: [`app::Application`]: bind, prepare keys, serve, drain.
+//! - [`http`]: routes, handlers and the JSON error shape; translation only.
+//! - [`keys`]: the key lifecycle: generation, JWK + RFC 7638 `kid`, schedules, the
+//!   immutable [`keys::KeySet`] snapshot, the [`keys::Rotator`] task, sealing.
+//! - [`token`]: JWT claims and signing with a cached key.
+//! - [`store`]: persistence behind the [`store::KeyStore`] trait.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod store;
+pub mod telemetry;
+pub mod token;

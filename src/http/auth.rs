@@ -181,6 +181,12 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Option<Credentials>, 
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Option<Credentials>, ApiError> {
+    // serde would also read a struct from a JSON array; only an object is meant.
+    if !bytes.starts_with(b"{") {
+        return Err(ApiError::InvalidRequest(
+            "JSON body must be an object".into(),
+        ));
+    }
     serde_json::from_slice::<Credentials>(bytes)
         .map(Some)
         .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON body: {e}")))

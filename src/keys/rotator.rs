@@ -180,6 +180,9 @@ pub struct Rotator {
     store: Arc<dyn KeyStore>,
     keys: KeySetHandle,
     clock: Arc<dyn Clock>,
+    /// Serializes steps (the background task, tests, a future admin command), so two
+    /// steps never plan from the same snapshot and create the same successor twice.
+    step_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How long the rotator waits before retrying a failed step.
@@ -199,6 +202,7 @@ impl Rotator {
             store,
             keys,
             clock,
+            step_lock: Arc::default(),
         }
     }
 
@@ -231,6 +235,7 @@ impl Rotator {
     /// # Errors
     /// [`RotateError`]; then nothing was persisted or published.
     pub async fn step(&self) -> Result<UnixMillis, RotateError> {
+        let _serialized = self.step_lock.lock().await;
         let current = self.keys.load_full();
         let needed = self
             .lifecycle

@@ -1,0 +1,237 @@
+//! `spawn_app()` and typed helpers shared by the API tests.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different subset of the helpers"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use clap::Parser as _;
+use http_body_util::{BodyExt as _, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use jwks_server::app::Application;
+use jwks_server::cli::Cli;
+use jwks_server::config::Settings;
+use jwks_server::keys::{Clock, ManualClock, Rotator, SystemClock};
+use jwks_server::store::{KeyStore, MemoryStore};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server and a client pointed at it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub rotator: Rotator,
+    pub store: Arc<dyn KeyStore>,
+    pub dir: tempfile::TempDir,
+    client: Client<HttpConnector, Full<Bytes>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A response with its body read.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+    }
+}
+
+/// Settings from command-line style flags; port 0 and in-memory keys unless overridden.
+pub fn settings(args: &[&str]) -> Settings {
+    let mut argv = vec!["jwks-server", "--port", "0", "--database", ":memory:"];
+    argv.extend_from_slice(args);
+    Settings::from_args(&Cli::try_parse_from(argv).expect("flags parse").serve)
+        .expect("settings valid")
+}
+
+/// A server with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A server with extra flags.
+pub async fn spawn_app_with(args: &[&str]) -> TestApp {
+    spawn(
+        settings(args),
+        Arc::new(MemoryStore::default()),
+        Arc::new(SystemClock),
+    )
+    .await
+}
+
+/// A server whose key schedule reads `clock`.
+pub async fn spawn_app_with_clock(args: &[&str], clock: ManualClock) -> TestApp {
+    spawn(
+        settings(args),
+        Arc::new(MemoryStore::default()),
+        Arc::new(clock),
+    )
+    .await
+}
+
+/// A server over an explicit store and clock.
+pub async fn spawn(settings: Settings, store: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = Application::build_with(settings, Arc::clone(&store), clock)
+        .await
+        .expect("app builds");
+    let addr = app.local_addr();
+    let rotator = app.rotator();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    TestApp {
+        addr,
+        rotator,
+        store,
+        dir,
+        client,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a request with optional headers and body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).expect("request");
+        let res = self.client.request(req).await.expect("server answers");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// `POST /auth` with a JSON body.
+    pub async fn auth_json(&self, query: &str, body: &Value) -> TestResponse {
+        let body = serde_json::to_vec(body).expect("json");
+        self.send(
+            Method::POST,
+            &format!("/auth{query}"),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    /// `POST /auth` with no body.
+    pub async fn auth(&self, query: &str) -> TestResponse {
+        self.send(Method::POST, &format!("/auth{query}"), &[], Bytes::new())
+            .await
+    }
+
+    /// The token from a successful `/auth`.
+    pub async fn token(&self, query: &str) -> String {
+        let res = self.auth(query).await;
+        assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+        res.json()["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The current JWKS document.
+    pub async fn jwks(&self) -> Value {
+        let res = self.get("/.well-known/jwks.json").await;
+        assert_eq!(res.status, StatusCode::OK);
+        res.json()
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task ends cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The decoded header of a compact JWS.
+pub fn jwt_header(token: &str) -> Value {
+    decode_part(token, 0)
+}
+
+/// The decoded claims of a compact JWS, without verification.
+pub fn jwt_claims(token: &str) -> Value {
+    decode_part(token, 1)
+}
+
+fn decode_part(token: &str, i: usize) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(i).expect("JWS part");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&raw).expect("JSON")
+}
+
+/// Verifies `token` with the independent `jsonwebtoken` crate, using only `jwks`.
+pub fn verify(token: &str, jwks: &Value, issuer: &str) -> Result<Value, String> {
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+    let header = decode_header(token).map_err(|e| e.to_string())?;
+    let kid = header.kid.ok_or("no kid")?;
+    let set: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| e.to_string())?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} not in JWKS"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "iat", "nbf"]);
+    decode::<Value>(token, &key, &validation)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
+}

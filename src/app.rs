@@ -16,11 +16,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-use crate::config::{DRAIN_TIMEOUT, DatabaseSettings, MAX_HEADER_BYTES, MAX_HEADERS, Settings};
+use crate::config::{
+    DRAIN_TIMEOUT, DatabaseSettings, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS,
+    RATE_LIMIT_WINDOW, Settings,
+};
+use crate::http::Limits;
 use crate::http::{AppState, router};
 use crate::keys::{Clock, Rotator, SystemClock};
-use crate::store::{KeyStore, MemoryStore};
+use crate::ratelimit::RateLimiter;
+use crate::store::{KeyStore, MemoryStore, Store, UserStore};
 use crate::token::Issuer;
+use crate::users::{AuditLog, PasswordHasher, Users};
 
 /// Why the application could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,8 @@ pub struct Application {
     addr: SocketAddr,
     router: Router,
     rotator: Rotator,
+    audit_writer: tokio::task::JoinHandle<()>,
+    users: Users,
     settings: Settings,
 }
 
@@ -58,7 +66,7 @@ impl Application {
     /// # Errors
     /// [`AppError`] if the address is taken or the keys cannot be prepared.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
-        let store: Arc<dyn KeyStore> = match &settings.database {
+        let store: Arc<dyn Store> = match &settings.database {
             DatabaseSettings::Memory => Arc::new(MemoryStore::default()),
             DatabaseSettings::Sqlite(path) => {
                 return Err(AppError::Store(format!(
@@ -76,7 +84,7 @@ impl Application {
     /// [`AppError`] if the address is taken or the keys cannot be prepared.
     pub async fn build_with(
         settings: Settings,
-        store: Arc<dyn KeyStore>,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
         // Bind first: connections that arrive while keys are prepared wait in the
@@ -88,7 +96,24 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
-        let rotator = Rotator::bootstrap(settings.keys, store, Arc::clone(&clock)).await?;
+        let key_store: Arc<dyn KeyStore> = store.clone();
+        let user_store: Arc<dyn UserStore> = store;
+        let rotator = Rotator::bootstrap(settings.keys, key_store, Arc::clone(&clock)).await?;
+        let (audit, audit_writer) = AuditLog::spawn(user_store.clone());
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let users = Users::new(
+            user_store,
+            PasswordHasher::new(cores),
+            audit,
+            settings.auth.mode,
+        );
+        let limiter = |per_second: u32| {
+            RateLimiter::new(per_second, RATE_LIMIT_WINDOW, RATE_LIMIT_MAX_CLIENTS).map(Arc::new)
+        };
+        let limits = Limits {
+            auth: limiter(settings.auth.auth_rate_limit),
+            register: limiter(settings.auth.register_rate_limit),
+        };
         let issuer = Issuer::new(
             settings.issuer_for(addr),
             settings.token.audience.clone(),
@@ -100,13 +125,17 @@ impl Application {
             issuer: Arc::new(issuer),
             clock,
             jwks_cache_control: HeaderValue::from_str(&cache_control).expect("digits and ASCII"),
+            users: users.clone(),
+            trust_proxy: settings.auth.trust_proxy,
             body_timeout: settings.http.request_timeout,
         };
         Ok(Self {
             listener,
             addr,
-            router: router(state),
+            router: router(state, limits),
             rotator,
+            audit_writer,
+            users,
             settings,
         })
     }
@@ -121,6 +150,12 @@ impl Application {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The password hasher, e.g. for tests that read its counters.
+    #[must_use]
+    pub fn password_hasher(&self) -> PasswordHasher {
+        self.users.hasher().clone()
     }
 
     /// The rotator, e.g. for tests that step it with a manual clock.
@@ -177,6 +212,16 @@ impl Application {
             .is_err()
         {
             tracing::warn!("drain deadline passed; closing remaining connections");
+        }
+        // Every request still holding the audit log has finished; dropping the last
+        // handle lets the writer commit what is queued and stop.
+        drop(self.router);
+        drop(self.users);
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.audit_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit log writer did not finish in time");
         }
         let _ = stop_tx.send(true);
         let _ = rotation.await;

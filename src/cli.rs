@@ -39,6 +39,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who may get a token at `/auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthModeArg {
+    /// Anyone gets a token; a registered username needs its password.
+    Open,
+    /// Only registered users with the right password get a token.
+    Users,
+}
+
 /// Every flag of the server. Durations take `300ms`, `30s`, `15m`, `1h` or `1d`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -76,6 +85,19 @@ pub struct ServeArgs {
     /// Longest time a request may take to arrive (headers and body).
     #[arg(long, env = "JWKS_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Who may get a token: `open` (anyone; registered names need their password) or
+    /// `users` (registered users only).
+    #[arg(long, env = "JWKS_AUTH", value_enum, default_value_t = AuthModeArg::Open)]
+    pub auth: AuthModeArg,
+    /// Most `POST /auth` requests per client IP in any rolling second; 0 turns it off.
+    #[arg(long, env = "JWKS_AUTH_RATE_LIMIT", default_value_t = 10)]
+    pub auth_rate_limit: u32,
+    /// Most `POST /register` requests per client IP in any rolling second; 0 turns it off.
+    #[arg(long, env = "JWKS_REGISTER_RATE_LIMIT", default_value_t = 5)]
+    pub register_rate_limit: u32,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy you trust).
+    #[arg(long, env = "JWKS_TRUST_PROXY")]
+    pub trust_proxy: bool,
     /// Log format.
     #[arg(long, env = "JWKS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -4,8 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::cli::{LogFormat, ServeArgs};
+use crate::cli::{AuthModeArg, LogFormat, ServeArgs};
 use crate::keys::Lifecycle;
+use crate::users::AuthMode;
 
 /// Largest request body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -46,6 +47,24 @@ pub struct TokenSettings {
     pub ttl: Duration,
 }
 
+/// Users, authentication and rate limits.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Who may get a token.
+    pub mode: AuthMode,
+    /// `POST /auth` requests per client IP per rolling second; 0 is off.
+    pub auth_rate_limit: u32,
+    /// `POST /register` requests per client IP per rolling second; 0 is off.
+    pub register_rate_limit: u32,
+    /// Whether `X-Forwarded-For` names the client.
+    pub trust_proxy: bool,
+}
+
+/// Most client IPs a rate limiter tracks at once.
+pub const RATE_LIMIT_MAX_CLIENTS: usize = 65_536;
+/// The rolling window of the rate limits.
+pub const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
+
 /// Where keys are stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseSettings {
@@ -70,6 +89,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Key storage.
     pub database: DatabaseSettings,
+    /// Users and rate limits.
+    pub auth: AuthSettings,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -134,6 +155,15 @@ impl Settings {
             jwks_max_age: args.jwks_max_age,
             log_format: args.log_format,
             database,
+            auth: AuthSettings {
+                mode: match args.auth {
+                    AuthModeArg::Open => AuthMode::Open,
+                    AuthModeArg::Users => AuthMode::Users,
+                },
+                auth_rate_limit: args.auth_rate_limit,
+                register_rate_limit: args.register_rate_limit,
+                trust_proxy: args.trust_proxy,
+            },
         })
     }
 

@@ -10,13 +10,17 @@
 //! - [`keys`]: the key lifecycle: generation, JWK + RFC 7638 `kid`, schedules, the
 //!   immutable [`keys::KeySet`] snapshot, the [`keys::Rotator`] task, sealing.
 //! - [`token`]: JWT claims and signing with a cached key.
-//! - [`store`]: persistence behind the [`store::KeyStore`] trait.
+//! - [`store`]: persistence behind the [`store::KeyStore`] and [`store::UserStore`] traits.
+//! - [`users`]: registration, Argon2id passwords, authentication modes, the audit log.
+//! - [`ratelimit`]: the per-client sliding-window-log limiter.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod ratelimit;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod users;

@@ -3,16 +3,18 @@
 //! `Authorization` scheme (e.g. a `Bearer` token added by a client library) is ignored.
 
 use axum::Json;
-use axum::body::to_bytes;
 use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
+use crate::users::{AuthOutcome, Password};
+
+use super::body::{is_json, media_type, read_body};
 use super::error::ApiError;
+use super::limit::ClientIp;
 use super::state::AppState;
-use crate::config::MAX_BODY_BYTES;
 
 /// Longest username accepted at `/auth` (bytes).
 const MAX_USERNAME_BYTES: usize = 256;
@@ -46,24 +48,34 @@ pub struct Credentials {
 pub(super) async fn token_issue(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    ClientIp(client): ClientIp,
     credentials: Credentials,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let expired = expired_param(query.as_deref())?;
-    let subject = credentials.username.as_deref().unwrap_or("anonymous");
+    let ip = client.map(|ip| ip.to_string()).unwrap_or_default();
+    let password = credentials.password.map(Password::new);
+    let subject = match state
+        .users
+        .authenticate(credentials.username.as_deref(), password, ip)
+        .await?
+    {
+        AuthOutcome::Granted { subject } => subject,
+        AuthOutcome::Denied => return Err(ApiError::Unauthorized),
+    };
     let now = state.clock.now();
     let set = state.keys.load();
     let issued = if expired {
         let key = set
             .newest_expired(now)
             .ok_or(ApiError::Unavailable("no expired key is held"))?;
-        state.issuer.issue_expired(key, subject)?
+        state.issuer.issue_expired(key, &subject)?
     } else {
         let key = set
             .at(now)
             .active
             .as_ref()
             .ok_or(ApiError::Unavailable("no active signing key"))?;
-        state.issuer.issue(key, subject, now)?
+        state.issuer.issue(key, &subject, now)?
     };
     Ok(Json(TokenResponse {
         token: issued.token,
@@ -99,31 +111,7 @@ impl FromRequest<AppState> for Credentials {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-            return Err(ApiError::PayloadTooLarge {
-                limit: MAX_BODY_BYTES,
-            });
-        }
-        let bytes =
-            match tokio::time::timeout(state.body_timeout, to_bytes(body, MAX_BODY_BYTES)).await {
-                Err(_) => return Err(ApiError::Timeout),
-                Ok(Err(error)) if is_length_limit(&error) => {
-                    return Err(ApiError::PayloadTooLarge {
-                        limit: MAX_BODY_BYTES,
-                    });
-                }
-                Ok(Err(error)) => {
-                    return Err(ApiError::InvalidRequest(format!(
-                        "could not read the request body: {error}"
-                    )));
-                }
-                Ok(Ok(bytes)) => bytes,
-            };
+        let bytes = read_body(&parts.headers, body, state.body_timeout).await?;
         let from_body = parse_body(&parts.headers, &bytes)?;
         let credentials = match from_body {
             Some(c) if c.username.is_some() => c,
@@ -140,43 +128,20 @@ impl FromRequest<AppState> for Credentials {
     }
 }
 
-fn is_length_limit(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
 /// Reads credentials from a JSON or form body. An empty body carries none.
 fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Option<Credentials>, ApiError> {
     let trimmed = bytes.trim_ascii();
     if trimmed.is_empty() {
         return Ok(None);
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("?"));
-    let essence = content_type.map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let essence = media_type(headers);
     let looks_like_json = trimmed.starts_with(b"{");
     match essence.as_deref() {
-        Some("application/json") => parse_json(trimmed),
-        Some(ct) if ct.ends_with("+json") => parse_json(trimmed),
+        Some(ct) if is_json(ct) => parse_json(trimmed),
         // `curl -d '{...}'` labels JSON as a form; read what was meant.
         Some("application/x-www-form-urlencoded") | None if looks_like_json => parse_json(trimmed),
         Some("application/x-www-form-urlencoded") | None => parse_form(trimmed),
-        Some(_) => Err(ApiError::UnsupportedMediaType(
-            content_type.unwrap_or_default().to_owned(),
-        )),
+        Some(other) => Err(ApiError::UnsupportedMediaType(other.to_owned())),
     }
 }
 

@@ -15,6 +15,9 @@ pub enum ApiError {
     /// No such resource (404).
     #[error("no resource at this path")]
     NotFound,
+    /// Missing or wrong credentials (401, with `WWW-Authenticate`).
+    #[error("invalid username or password")]
+    Unauthorized,
     /// The resource exists but not for this method (405).
     #[error("method not allowed; allowed: {allow}")]
     MethodNotAllowed {
@@ -24,6 +27,9 @@ pub enum ApiError {
     /// The body took too long to arrive (408).
     #[error("the request took too long to arrive")]
     Timeout,
+    /// A unique field is taken (409).
+    #[error("{0} is already registered")]
+    Conflict(&'static str),
     /// The body is over the limit (413).
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge {
@@ -35,6 +41,12 @@ pub enum ApiError {
         "unsupported content type '{0}'; send application/json or application/x-www-form-urlencoded"
     )]
     UnsupportedMediaType(String),
+    /// Too many requests from this client (429, with `Retry-After` in seconds).
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds until a request would be accepted again (at least 1).
+        retry_after_secs: u64,
+    },
     /// The server cannot answer right now (503), e.g. no active key.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -54,7 +66,10 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {
@@ -84,10 +99,22 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let Self::MethodNotAllowed { allow } = self {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        let headers = response.headers_mut();
+        match self {
+            Self::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unauthorized => {
+                let challenge = r#"Basic realm="jwks-server", charset="UTF-8""#;
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
         }
         response
     }
@@ -96,5 +123,17 @@ impl IntoResponse for ApiError {
 impl From<crate::keys::KeyError> for ApiError {
     fn from(error: crate::keys::KeyError) -> Self {
         Self::Internal(error.to_string())
+    }
+}
+
+impl From<crate::users::UserError> for ApiError {
+    fn from(error: crate::users::UserError) -> Self {
+        use crate::users::UserError;
+        match error {
+            UserError::Invalid(reason) => Self::InvalidRequest(reason),
+            UserError::Taken(field) => Self::Conflict(field),
+            UserError::AuditClosed => Self::Unavailable("the server is shutting down"),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }

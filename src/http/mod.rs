@@ -2,34 +2,80 @@
 //! between HTTP and the key/token domain; they never touch the database and never
 //! serialize the key set.
 //!
-//! Routes: `GET|HEAD /.well-known/jwks.json`, `GET|HEAD /jwks`, `POST /auth`,
+//! Routes: `GET|HEAD /.well-known/jwks.json`, `GET|HEAD /jwks`, `POST /auth`, `POST /register`,
 //! `GET /healthz`, `GET /readyz`. Wrong methods answer 405 with `Allow`; unknown paths
 //! 404; both in the JSON error shape.
 
 mod auth;
+mod body;
 mod error;
 mod health;
 mod jwks;
+mod limit;
 mod state;
+mod users;
+
+use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodRouter, get, post};
+
+use crate::ratelimit::RateLimiter;
 
 pub use auth::{Credentials, TokenResponse};
 pub use error::ApiError;
 pub use state::AppState;
+pub use users::RegisterResponse;
 
 fn allowing(route: MethodRouter<AppState>, allow: &'static str) -> MethodRouter<AppState> {
     route.fallback(move || async move { ApiError::MethodNotAllowed { allow } })
 }
 
+/// Per-route rate limiters; `None` turns a route's limit off.
+#[derive(Debug, Default, Clone)]
+pub struct Limits {
+    /// Limiter of `POST /auth`.
+    pub auth: Option<Arc<RateLimiter>>,
+    /// Limiter of `POST /register`.
+    pub register: Option<Arc<RateLimiter>>,
+}
+
+fn limited(
+    route: MethodRouter<AppState>,
+    limiter: Option<Arc<RateLimiter>>,
+    trust_proxy: bool,
+) -> MethodRouter<AppState> {
+    match limiter {
+        Some(limiter) => route.route_layer(from_fn_with_state(
+            limit::RouteLimit {
+                limiter,
+                trust_proxy,
+            },
+            limit::enforce,
+        )),
+        None => route,
+    }
+}
+
 /// The application's router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, limits: Limits) -> Router {
     let jwks = || allowing(get(jwks::jwks_get), "GET, HEAD");
+    let trust = state.trust_proxy;
     Router::new()
         .route("/.well-known/jwks.json", jwks())
         .route("/jwks", jwks())
-        .route("/auth", allowing(post(auth::token_issue), "POST"))
+        .route(
+            "/auth",
+            allowing(limited(post(auth::token_issue), limits.auth, trust), "POST"),
+        )
+        .route(
+            "/register",
+            allowing(
+                limited(post(users::user_register), limits.register, trust),
+                "POST",
+            ),
+        )
         .route("/healthz", allowing(get(health::health_live), "GET, HEAD"))
         .route("/readyz", allowing(get(health::health_ready), "GET, HEAD"))
         .fallback(|| async { ApiError::NotFound })

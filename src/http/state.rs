@@ -6,6 +6,7 @@ use axum::http::HeaderValue;
 
 use crate::keys::{Clock, KeySetHandle};
 use crate::token::Issuer;
+use crate::users::Users;
 
 /// Shared state of the HTTP layer. Cheap to clone: handles only.
 #[derive(Debug, Clone)]
@@ -18,6 +19,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// `Cache-Control` of the JWKS, formatted once.
     pub jwks_cache_control: HeaderValue,
+    /// Registration and authentication.
+    pub users: Users,
+    /// Whether `X-Forwarded-For` names the client (only behind a trusted proxy).
+    pub trust_proxy: bool,
     /// Longest time a request body may take to arrive.
     pub body_timeout: std::time::Duration,
 }

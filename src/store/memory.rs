@@ -3,13 +3,33 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{BoxFuture, KeyChange, KeyStore, StoreError};
+use super::{
+    BoxFuture, KeyChange, KeyStore, LoginEvent, NewUser, StoreError, StoredUser, UserStore,
+};
 use crate::keys::KeyRecord;
 
-/// Keys held in memory; gone when the process ends.
+/// Keys, users and the authentication log held in memory; gone when the process ends.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     keys: Mutex<Vec<Arc<KeyRecord>>>,
+    users: Mutex<Users>,
+}
+
+#[derive(Debug, Default)]
+struct Users {
+    rows: Vec<(NewUser, i64)>,
+    logins: Vec<LoginEvent>,
+}
+
+impl MemoryStore {
+    /// Every authentication logged so far, oldest first.
+    #[must_use]
+    pub fn logins(&self) -> Vec<LoginEvent> {
+        self.users
+            .lock()
+            .map(|u| u.logins.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl KeyStore for MemoryStore {
@@ -28,6 +48,56 @@ impl KeyStore for MemoryStore {
             }
             keys.extend(change.insert.iter().cloned());
         });
+        Box::pin(async move { result })
+    }
+}
+
+impl UserStore for MemoryStore {
+    fn create_user<'a>(&'a self, user: &'a NewUser) -> BoxFuture<'a, Result<i64, StoreError>> {
+        let result = self
+            .users
+            .lock()
+            .map_err(|_| poisoned())
+            .and_then(|mut users| {
+                if users.rows.iter().any(|(u, _)| u.username == user.username) {
+                    return Err(StoreError::Conflict("username"));
+                }
+                if users.rows.iter().any(|(u, _)| u.email == user.email) {
+                    return Err(StoreError::Conflict("email"));
+                }
+                let id = i64::try_from(users.rows.len()).unwrap_or(i64::MAX - 1) + 1;
+                users.rows.push((user.clone(), id));
+                Ok(id)
+            });
+        Box::pin(async move { result })
+    }
+
+    fn find_user<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredUser>, StoreError>> {
+        let result = self.users.lock().map_err(|_| poisoned()).map(|users| {
+            users
+                .rows
+                .iter()
+                .find(|(u, _)| u.username == username)
+                .map(|(u, id)| StoredUser {
+                    id: *id,
+                    password_hash: u.password_hash.clone(),
+                })
+        });
+        Box::pin(async move { result })
+    }
+
+    fn record_logins<'a>(
+        &'a self,
+        events: &'a [LoginEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self
+            .users
+            .lock()
+            .map_err(|_| poisoned())
+            .map(|mut users| users.logins.extend_from_slice(events));
         Box::pin(async move { result })
     }
 }

@@ -19,7 +19,7 @@ use jwks_server::app::Application;
 use jwks_server::cli::Cli;
 use jwks_server::config::Settings;
 use jwks_server::keys::{Clock, ManualClock, Rotator, SystemClock};
-use jwks_server::store::{KeyStore, MemoryStore};
+use jwks_server::store::{MemoryStore, Store};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,7 +28,8 @@ use tokio::task::JoinHandle;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub rotator: Rotator,
-    pub store: Arc<dyn KeyStore>,
+    pub store: Arc<dyn Store>,
+    hasher: jwks_server::users::PasswordHasher,
     pub dir: tempfile::TempDir,
     client: Client<HttpConnector, Full<Bytes>>,
     stop: Option<oneshot::Sender<()>>,
@@ -56,9 +57,19 @@ impl TestResponse {
     }
 }
 
-/// Settings from command-line style flags; port 0 and in-memory keys unless overridden.
+/// Settings from command-line style flags; port 0, in-memory keys and no rate limits
+/// unless the flags say otherwise.
 pub fn settings(args: &[&str]) -> Settings {
-    let mut argv = vec!["jwks-server", "--port", "0", "--database", ":memory:"];
+    let mut argv = vec!["jwks-server", "--port", "0"];
+    for (flag, default) in [
+        ("--database", ":memory:"),
+        ("--auth-rate-limit", "0"),
+        ("--register-rate-limit", "0"),
+    ] {
+        if !args.contains(&flag) {
+            argv.extend([flag, default]);
+        }
+    }
     argv.extend_from_slice(args);
     Settings::from_args(&Cli::try_parse_from(argv).expect("flags parse").serve)
         .expect("settings valid")
@@ -90,13 +101,14 @@ pub async fn spawn_app_with_clock(args: &[&str], clock: ManualClock) -> TestApp 
 }
 
 /// A server over an explicit store and clock.
-pub async fn spawn(settings: Settings, store: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> TestApp {
+pub async fn spawn(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let app = Application::build_with(settings, Arc::clone(&store), clock)
         .await
         .expect("app builds");
     let addr = app.local_addr();
     let rotator = app.rotator();
+    let hasher = app.password_hasher();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -106,6 +118,7 @@ pub async fn spawn(settings: Settings, store: Arc<dyn KeyStore>, clock: Arc<dyn 
         addr,
         rotator,
         store,
+        hasher,
         dir,
         client,
         stop: Some(stop),
@@ -175,6 +188,11 @@ impl TestApp {
         let res = self.get("/.well-known/jwks.json").await;
         assert_eq!(res.status, StatusCode::OK);
         res.json()
+    }
+
+    /// How many password checks ran against the dummy hash.
+    pub fn app_users_dummy_checks(&self) -> u64 {
+        self.hasher.dummy_checks()
     }
 
     /// Stops the server and waits for it to drain.

@@ -1,8 +1,14 @@
 //! Black-box tests over real HTTP: each test starts its own server on port 0.
 
+#![allow(
+    unreachable_pub,
+    reason = "helpers are shared between the files of this one test binary"
+)]
+
 mod auth;
 mod cli;
 mod helpers;
 mod http_errors;
 mod jwks;
 mod lifecycle;
+mod users;

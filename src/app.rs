@@ -122,6 +122,7 @@ impl Application {
         let cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
         let state = AppState {
             keys: rotator.handle(),
+            rotator: rotator.clone(),
             issuer: Arc::new(issuer),
             clock,
             jwks_cache_control: HeaderValue::from_str(&cache_control).expect("digits and ASCII"),

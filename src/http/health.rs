@@ -12,21 +12,32 @@ pub(super) async fn health_live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 while a key is active; 503 otherwise.
+/// 200 while a key is active, 503 otherwise. While the key store is unreachable the
+/// server still signs with the keys it holds, so it stays ready and reports
+/// `"store": "unreachable"` (degraded) instead of taking itself out of rotation.
 pub(super) async fn health_ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let now = state.clock.now();
     let set = state.keys.load();
     let epoch = set.at(now);
+    let store = if state.rotator.is_store_reachable() {
+        "ok"
+    } else {
+        "unreachable"
+    };
     match &epoch.active {
-        Some(key) => (
-            StatusCode::OK,
-            Json(
-                json!({"status": "ready", "active_kid": key.kid, "published_keys": epoch.published}),
-            ),
-        ),
+        Some(key) => {
+            let status = if store == "ok" { "ready" } else { "degraded" };
+            let body = json!({
+                "status": status,
+                "store": store,
+                "active_kid": key.kid,
+                "published_keys": epoch.published,
+            });
+            (StatusCode::OK, Json(body))
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": "no active signing key"})),
+            Json(json!({"status": "not_ready", "store": store, "reason": "no active signing key"})),
         ),
     }
 }

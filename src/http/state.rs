@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 
-use crate::keys::{Clock, KeySetHandle};
+use crate::keys::{Clock, KeySetHandle, Rotator};
 use crate::token::Issuer;
 use crate::users::Users;
 
@@ -13,6 +13,8 @@ use crate::users::Users;
 pub struct AppState {
     /// The published key set.
     pub keys: KeySetHandle,
+    /// The rotator, for its health.
+    pub rotator: Rotator,
     /// Signs tokens.
     pub issuer: Arc<Issuer>,
     /// The time source that the key schedule is read against.

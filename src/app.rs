@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
+use crate::config::MasterKeySource;
 use crate::config::{
     DRAIN_TIMEOUT, DatabaseSettings, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS,
     RATE_LIMIT_WINDOW, Settings,
@@ -23,8 +24,9 @@ use crate::config::{
 use crate::http::Limits;
 use crate::http::{AppState, router};
 use crate::keys::{Clock, Rotator, SystemClock};
+use crate::keys::{MasterKey, Sealer};
 use crate::ratelimit::RateLimiter;
-use crate::store::{KeyStore, MemoryStore, Store, UserStore};
+use crate::store::{KeyStore, MemoryStore, PostgresStore, Store, UserStore};
 use crate::token::Issuer;
 use crate::users::{AuditLog, PasswordHasher, Users};
 
@@ -43,9 +45,37 @@ pub enum AppError {
     /// Keys could not be loaded or created.
     #[error("cannot prepare signing keys: {0}")]
     Keys(#[from] crate::keys::RotateError),
+    /// The master key is malformed or unreadable.
+    #[error("master key: {0}")]
+    MasterKey(String),
     /// The key store could not be opened.
     #[error("cannot open the key store: {0}")]
     Store(String),
+}
+
+/// The master key named by `source`; `None` when none was given (a SQLite database then
+/// keeps a key file beside itself).
+///
+/// # Errors
+/// [`AppError::MasterKey`] if the key is malformed or its file unreadable.
+pub fn master_key(source: &MasterKeySource) -> Result<Option<MasterKey>, AppError> {
+    let bad = |what: String| AppError::MasterKey(what);
+    match source {
+        MasterKeySource::Base64(secret) => MasterKey::from_base64(secret.expose())
+            .map(Some)
+            .map_err(|e| bad(format!("JWKS_MASTER_KEY: {e}"))),
+        MasterKeySource::Passphrase(secret) => {
+            Ok(Some(MasterKey::from_passphrase(secret.expose())))
+        }
+        MasterKeySource::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            MasterKey::from_base64(&text)
+                .map(Some)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))
+        }
+        MasterKeySource::BesideDatabase => Ok(None),
+    }
 }
 
 /// A server that is bound and has its keys, ready to run.
@@ -73,6 +103,21 @@ impl Application {
                     "{}: durable storage is not available in this build; use --database :memory:",
                     path.display()
                 )));
+            }
+            DatabaseSettings::Postgres(url) => {
+                let master = master_key(&settings.master_key)?.ok_or_else(|| {
+                    AppError::Store(
+                        "PostgreSQL needs the master key shared by all replicas: set JWKS_MASTER_KEY, NOT_MY_KEY or \
+                         --master-key-file"
+                            .into(),
+                    )
+                })?;
+                let sealer = Sealer::new(master).map_err(|e| AppError::Store(e.to_string()))?;
+                let store = PostgresStore::connect(url, None, sealer)
+                    .await
+                    .map_err(|e| AppError::Store(e.to_string()))?;
+                tracing::info!(database = %url, "using PostgreSQL");
+                Arc::new(store)
             }
         };
         Self::build_with(settings, store, Arc::new(SystemClock)).await

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cli::{AuthModeArg, LogFormat, ServeArgs};
 use crate::keys::Lifecycle;
+use crate::store::DatabaseUrl;
 use crate::users::AuthMode;
 
 /// Largest request body accepted (bytes).
@@ -66,12 +67,84 @@ pub const RATE_LIMIT_MAX_CLIENTS: usize = 65_536;
 pub const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Where keys are stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum DatabaseSettings {
     /// Keys live in process memory only.
     Memory,
     /// A SQLite file.
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database shared by replicas (`postgres://...`).
+    Postgres(DatabaseUrl),
+}
+
+impl PartialEq for DatabaseSettings {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Memory, Self::Memory) => true,
+            (Self::Sqlite(a), Self::Sqlite(b)) => a == b,
+            (Self::Postgres(a), Self::Postgres(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    /// The secret text; handle with care.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where the master key that seals private keys comes from, in order of precedence.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// `JWKS_MASTER_KEY`: base64 of 32 bytes.
+    Base64(Secret),
+    /// `NOT_MY_KEY`: any string, stretched with HKDF-SHA256.
+    Passphrase(Secret),
+    /// `--master-key-file`: a file holding base64 of 32 bytes.
+    File(std::path::PathBuf),
+    /// None given: a key file beside a SQLite database, created on its first start.
+    BesideDatabase,
+}
+
+impl MasterKeySource {
+    /// Reads the environment and the flag.
+    #[must_use]
+    pub fn from_env(file: Option<&std::path::Path>) -> Self {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.is_empty())
+                .map(Secret::new)
+        };
+        if let Some(key) = var("JWKS_MASTER_KEY") {
+            Self::Base64(key)
+        } else if let Some(phrase) = var("NOT_MY_KEY") {
+            Self::Passphrase(phrase)
+        } else if let Some(path) = file {
+            Self::File(path.to_path_buf())
+        } else {
+            Self::BesideDatabase
+        }
+    }
 }
 
 /// All settings of a running server.
@@ -91,6 +164,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Users and rate limits.
     pub auth: AuthSettings,
+    /// Where the master key comes from.
+    pub master_key: MasterKeySource,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -133,8 +208,18 @@ impl Settings {
         let database = match args.database.as_str() {
             "" => return Err(invalid("--database must not be empty")),
             ":memory:" => DatabaseSettings::Memory,
+            url if DatabaseUrl::is_postgres(url) => {
+                DatabaseSettings::Postgres(DatabaseUrl::new(url.to_owned()))
+            }
             path => DatabaseSettings::Sqlite(path.into()),
         };
+        if matches!(database, DatabaseSettings::Postgres(_))
+            && args.publish_ahead < crate::keys::SHARED_POLL + Duration::from_millis(500)
+        {
+            return Err(invalid(
+                "with PostgreSQL, --publish-ahead must be at least 1500ms: replicas learn of a new key within 1s",
+            ));
+        }
         Ok(Self {
             http: HttpSettings {
                 addr: SocketAddr::new(args.host, args.port),
@@ -155,6 +240,7 @@ impl Settings {
             jwks_max_age: args.jwks_max_age,
             log_format: args.log_format,
             database,
+            master_key: MasterKeySource::from_env(args.master_key_file.as_deref()),
             auth: AuthSettings {
                 mode: match args.auth {
                     AuthModeArg::Open => AuthMode::Open,

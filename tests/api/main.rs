@@ -12,5 +12,6 @@ mod http_errors;
 mod jwks;
 mod lifecycle;
 mod postgres;
+mod replicas;
 mod shutdown;
 mod users;

@@ -1,0 +1,302 @@
+//! Three server processes sharing one PostgreSQL database: one rotator, identical JWKS,
+//! tokens that verify across replicas, a `kill -9` mid-rotation, and recovery after the
+//! database connections are cut. Runs whenever `JWKS_TEST_POSTGRES_URL` is set.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::Connection as _;
+
+/// How long each key signs in these tests.
+const INTERVAL: Duration = Duration::from_secs(2);
+
+struct Replica {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(url: &str) -> Replica {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-server"))
+        .args([
+            "--port",
+            "0",
+            "--database",
+            url,
+            "--alg",
+            "EdDSA",
+            "--rotation-interval",
+            "2s",
+            "--publish-ahead",
+            "1500ms",
+            "--jwks-max-age",
+            "1s",
+            "--token-ttl",
+            "1s",
+            "--clock-skew",
+            "0s",
+            "--auth-rate-limit",
+            "0",
+            "--log-format",
+            "json",
+            "--issuer",
+            "fleet",
+        ])
+        .env(
+            "JWKS_MASTER_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(log) = serde_json::from_str::<Value>(&line)
+                && log["fields"]["message"] == "listening"
+            {
+                let _ = tx.send(
+                    log["fields"]["addr"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the replica logs its address");
+    Replica {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn get(client: &reqwest_lite::Client, url: &str) -> (u16, String) {
+    client.get(url).await
+}
+
+mod reqwest_lite {
+    //! A minimal HTTP/1.1 client over hyper for these tests.
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::client::legacy::Client as Hyper;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    pub struct Client(Hyper<HttpConnector, Empty<Bytes>>);
+
+    impl Client {
+        pub fn new() -> Self {
+            Self(Hyper::builder(TokioExecutor::new()).build_http())
+        }
+
+        async fn send(&self, method: hyper::Method, url: &str) -> (u16, String) {
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(url)
+                .body(Empty::new())
+                .expect("request");
+            match self.0.request(req).await {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let body = res
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    (status, String::from_utf8_lossy(&body).into_owned())
+                }
+                Err(_) => (0, String::new()),
+            }
+        }
+
+        pub async fn get(&self, url: &str) -> (u16, String) {
+            self.send(hyper::Method::GET, url).await
+        }
+
+        pub async fn post(&self, url: &str) -> (u16, String) {
+            self.send(hyper::Method::POST, url).await
+        }
+    }
+}
+
+async fn fresh_database(admin_url: &str) -> (String, String) {
+    let mut bytes = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut bytes).expect("rng");
+    let name = format!(
+        "jwks_r_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("admin connection");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await;
+    }
+}
+
+async fn keys_created(url: &str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar("SELECT COALESCE(last_value, 0) FROM keys_kid_seq")
+        .fetch_one(&mut conn)
+        .await
+        .expect("seq")
+}
+
+async fn orphans(url: &str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let sql = "SELECT count(*) FROM keys k FULL JOIN key_meta m ON m.kid = k.kid WHERE m.kid IS NULL OR k.kid IS NULL";
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+}
+
+/// Waits until every replica serves the same JWKS; returns it.
+async fn converge(client: &reqwest_lite::Client, replicas: &[&Replica]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut bodies = Vec::new();
+        for r in replicas {
+            bodies.push(get(client, &format!("{}/jwks", r.base)).await.1);
+        }
+        if bodies.windows(2).all(|w| w[0] == w[1]) && !bodies[0].is_empty() {
+            return bodies.swap_remove(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {bodies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn verify_token(token: &str, jwks: &str) -> Result<(), String> {
+    let jwks: Value = serde_json::from_str(jwks).map_err(|e| e.to_string())?;
+    crate::helpers::verify(token, &jwks, "fleet").map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_key_set_survive_kill_9_and_a_database_outage() {
+    let Ok(admin_url) = std::env::var("JWKS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let (url, name) = fresh_database(&admin_url).await;
+    let client = reqwest_lite::Client::new();
+    let (a, b, c) = (start(&url), start(&url), start(&url));
+    let jwks = converge(&client, &[&a, &b, &c]).await;
+    assert!(!jwks.contains("\"keys\":[]"));
+
+    // Tokens from each replica verify against every other replica's JWKS, over several
+    // rotations; and the key set only grows by one key per interval, not three.
+    let created_before = keys_created(&url).await;
+    let started = Instant::now();
+    while started.elapsed() < INTERVAL * 3 {
+        for issuer in [&a, &b, &c] {
+            let (status, body) = client.post(&format!("{}/auth", issuer.base)).await;
+            assert_eq!(status, 200, "{body}");
+            let token = serde_json::from_str::<Value>(&body).expect("json")["token"]
+                .as_str()
+                .expect("token")
+                .to_owned();
+            for verifier in [&a, &b, &c] {
+                let (_, jwks) = get(&client, &format!("{}/jwks", verifier.base)).await;
+                verify_token(&token, &jwks)
+                    .unwrap_or_else(|e| panic!("{} -> {}: {e}", issuer.base, verifier.base));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let created = keys_created(&url).await - created_before;
+    assert!(
+        (2..=6).contains(&created),
+        "{created} keys created in three intervals by three replicas"
+    );
+    let jwks = converge(&client, &[&a, &b, &c]).await;
+    for r in [&a, &b, &c] {
+        let (status, ready) = get(&client, &format!("{}/readyz", r.base)).await;
+        assert_eq!(status, 200);
+        assert!(ready.contains("\"store\":\"ok\""), "{ready}");
+    }
+    assert!(!jwks.is_empty());
+
+    // kill -9 each replica in turn at an arbitrary moment of the rotation cycle; the
+    // others carry on, a successor takes over rotation, and no half-written key remains.
+    let mut a = a;
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700 + 300 * round)).await;
+        let _ = a.child.kill();
+        let _ = a.child.wait();
+        assert_eq!(
+            orphans(&url).await,
+            0,
+            "a key row without its metadata (or the reverse)"
+        );
+        a = start(&url);
+    }
+    let before = keys_created(&url).await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    assert!(
+        keys_created(&url).await > before,
+        "rotation continued after the kills"
+    );
+    converge(&client, &[&a, &b, &c]).await;
+
+    // Cut every database connection: replicas keep serving from memory and recover.
+    {
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("admin");
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(&name)
+            .execute(&mut admin)
+            .await
+            .expect("terminate");
+    }
+    for r in [&a, &b, &c] {
+        assert_eq!(get(&client, &format!("{}/jwks", r.base)).await.0, 200);
+        assert_eq!(client.post(&format!("{}/auth", r.base)).await.0, 200);
+    }
+    let before = keys_created(&url).await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    assert!(
+        keys_created(&url).await > before,
+        "rotation resumed after the outage"
+    );
+    let jwks = converge(&client, &[&a, &b, &c]).await;
+    let (_, body) = client.post(&format!("{}/auth", b.base)).await;
+    let token = serde_json::from_str::<Value>(&body).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    verify_token(&token, &jwks).expect("verifies after recovery");
+
+    drop((a, b, c));
+    drop_database(&admin_url, &name).await;
+}

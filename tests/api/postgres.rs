@@ -13,7 +13,10 @@ use jwks_server::store::{
     DatabaseUrl, KeyChange, KeyStore, LoginEvent, NewUser, PostgresStore, StoreError, UserStore,
 };
 
-#[allow(clippy::print_stderr, reason = "tell the runner why the test did nothing")]
+#[allow(
+    clippy::print_stderr,
+    reason = "tell the runner why the test did nothing"
+)]
 fn url() -> Option<DatabaseUrl> {
     match std::env::var("JWKS_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(DatabaseUrl::new(url)),

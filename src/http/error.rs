@@ -133,6 +133,10 @@ impl From<crate::users::UserError> for ApiError {
             UserError::Invalid(reason) => Self::InvalidRequest(reason),
             UserError::Taken(field) => Self::Conflict(field),
             UserError::AuditClosed => Self::Unavailable("the server is shutting down"),
+            UserError::Store(error) => {
+                tracing::warn!(%error, "user store unavailable");
+                Self::Unavailable("the user database is unreachable; try again shortly")
+            }
             other => Self::Internal(other.to_string()),
         }
     }

@@ -26,7 +26,7 @@ use crate::http::{AppState, router};
 use crate::keys::{Clock, Rotator, SystemClock};
 use crate::keys::{MasterKey, Sealer};
 use crate::ratelimit::RateLimiter;
-use crate::store::{KeyStore, MemoryStore, PostgresStore, Store, UserStore};
+use crate::store::{KeyStore, MemoryStore, PostgresStore, SqliteStore, Store, UserStore};
 use crate::token::Issuer;
 use crate::users::{AuditLog, PasswordHasher, Users};
 
@@ -78,6 +78,71 @@ pub fn master_key(source: &MasterKeySource) -> Result<Option<MasterKey>, AppErro
     }
 }
 
+/// Opens the configured store, running its migrations.
+///
+/// # Errors
+/// [`AppError`] if the database cannot be opened or the master key is unusable.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, AppError> {
+    let store: Arc<dyn Store> = match &settings.database {
+        DatabaseSettings::Memory => Arc::new(MemoryStore::default()),
+        DatabaseSettings::Sqlite(path) => {
+            let master = master_key(&settings.master_key)?;
+            let store = SqliteStore::open(path, master)
+                .await
+                .map_err(|e| AppError::Store(e.to_string()))?;
+            tracing::info!(database = %path.display(), "using SQLite");
+            Arc::new(store)
+        }
+        DatabaseSettings::Postgres(url) => {
+            let master = master_key(&settings.master_key)?.ok_or_else(|| {
+                AppError::Store(
+                    "PostgreSQL needs the master key shared by all replicas: set JWKS_MASTER_KEY, NOT_MY_KEY or \
+                     --master-key-file"
+                        .into(),
+                )
+            })?;
+            let sealer = Sealer::new(master).map_err(|e| AppError::Store(e.to_string()))?;
+            let store = PostgresStore::connect(url, None, sealer)
+                .await
+                .map_err(|e| AppError::Store(e.to_string()))?;
+            tracing::info!(database = %url, "using PostgreSQL");
+            Arc::new(store)
+        }
+    };
+    Ok(store)
+}
+
+/// Re-seals every stored key under `new` (`jwks-server keys rewrap`); returns how many.
+///
+/// # Errors
+/// [`AppError`] if the store cannot be opened with the current master key, or the
+/// rewrap fails (then nothing changed).
+pub async fn rewrap_keys(settings: &Settings, new: MasterKey) -> Result<usize, AppError> {
+    let new = Sealer::new(new).map_err(|e| AppError::MasterKey(e.to_string()))?;
+    let store_error = |e: crate::store::StoreError| AppError::Store(e.to_string());
+    match &settings.database {
+        DatabaseSettings::Memory => Err(AppError::Store(
+            "an in-memory database has nothing to rewrap".into(),
+        )),
+        DatabaseSettings::Sqlite(path) => {
+            let store = SqliteStore::open(path, master_key(&settings.master_key)?)
+                .await
+                .map_err(store_error)?;
+            store.rewrap(&new).await.map_err(store_error)
+        }
+        DatabaseSettings::Postgres(url) => {
+            let master = master_key(&settings.master_key)?.ok_or_else(|| {
+                AppError::MasterKey("set the current master key to rewrap".into())
+            })?;
+            let sealer = Sealer::new(master).map_err(|e| AppError::MasterKey(e.to_string()))?;
+            let store = PostgresStore::connect(url, None, sealer)
+                .await
+                .map_err(store_error)?;
+            store.rewrap(&new).await.map_err(store_error)
+        }
+    }
+}
+
 /// A server that is bound and has its keys, ready to run.
 #[derive(Debug)]
 pub struct Application {
@@ -96,30 +161,7 @@ impl Application {
     /// # Errors
     /// [`AppError`] if the address is taken or the keys cannot be prepared.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
-        let store: Arc<dyn Store> = match &settings.database {
-            DatabaseSettings::Memory => Arc::new(MemoryStore::default()),
-            DatabaseSettings::Sqlite(path) => {
-                return Err(AppError::Store(format!(
-                    "{}: durable storage is not available in this build; use --database :memory:",
-                    path.display()
-                )));
-            }
-            DatabaseSettings::Postgres(url) => {
-                let master = master_key(&settings.master_key)?.ok_or_else(|| {
-                    AppError::Store(
-                        "PostgreSQL needs the master key shared by all replicas: set JWKS_MASTER_KEY, NOT_MY_KEY or \
-                         --master-key-file"
-                            .into(),
-                    )
-                })?;
-                let sealer = Sealer::new(master).map_err(|e| AppError::Store(e.to_string()))?;
-                let store = PostgresStore::connect(url, None, sealer)
-                    .await
-                    .map_err(|e| AppError::Store(e.to_string()))?;
-                tracing::info!(database = %url, "using PostgreSQL");
-                Arc::new(store)
-            }
-        };
+        let store = open_store(&settings).await?;
         Self::build_with(settings, store, Arc::new(SystemClock)).await
     }
 

@@ -28,6 +28,27 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage stored keys.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+/// `jwks-server keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every stored private key under a new master key, in one transaction.
+    /// Afterwards start the server with the new key only.
+    Rewrap {
+        /// File holding the new master key (base64 of 32 bytes); create one with
+        /// `head -c 32 /dev/urandom | base64 > new.key`.
+        #[arg(long, env = "JWKS_NEW_MASTER_KEY_FILE")]
+        new_master_key_file: PathBuf,
+    },
 }
 
 /// Log output format.

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use jwks_server::app::Application;
-use jwks_server::cli::{Cli, Command};
+use jwks_server::cli::{Cli, Command, KeysCommand};
 use jwks_server::config::Settings;
+use jwks_server::keys::MasterKey;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,15 +25,46 @@ fn main() -> ExitCode {
         }
     };
     jwks_server::telemetry::init(settings.log_format);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match serve(settings) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => block_on(async {
+            jwks_server::app::open_store(&settings)
+                .await
+                .context("migration failed")?;
+            tracing::info!("database schema is up to date");
+            Ok(())
+        }),
+        Command::Keys {
+            action: KeysCommand::Rewrap {
+                new_master_key_file,
+            },
+        } => block_on(async {
+            let text = std::fs::read_to_string(&new_master_key_file)
+                .with_context(|| format!("cannot read {}", new_master_key_file.display()))?;
+            let new = MasterKey::from_base64(&text)
+                .with_context(|| format!("{}", new_master_key_file.display()))?;
+            let count = jwks_server::app::rewrap_keys(&settings, new)
+                .await
+                .context("rewrap failed")?;
+            tracing::info!(keys = count, file = %new_master_key_file.display(), "re-sealed every key; start with the new master key");
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -3,6 +3,8 @@
 
 mod memory;
 mod postgres;
+mod sealed;
+mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 
 pub use memory::MemoryStore;
 pub use postgres::{DatabaseUrl, PostgresStore};
+pub use sqlite::SqliteStore;
 
 use crate::keys::{KeyId, KeyRecord};
 
@@ -22,6 +25,9 @@ pub enum StoreError {
     /// The database refused or failed an operation.
     #[error("database error: {0}")]
     Database(String),
+    /// The stored keys were sealed under another master key than the one configured.
+    #[error("{0}; start with the master key this database was created with")]
+    WrongMasterKey(String),
     /// The stored keys changed since this process loaded them (another replica
     /// rotated); nothing was applied. Reload and plan again.
     #[error("the stored keys changed since they were loaded")]

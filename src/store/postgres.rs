@@ -18,11 +18,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row};
 use tokio::sync::Mutex;
 
+use super::sealed::{self, StoredKey, exp_seconds};
 use super::{
     BoxFuture, KeyChange, KeyStore, LoginEvent, NewUser, RotationLease, StoreError, StoredUser,
     UserStore,
 };
-use crate::keys::{Algorithm, KeyId, KeyRecord, Schedule, Sealer, SigningKey};
+use crate::keys::{KeyRecord, Schedule, Sealer};
 
 /// Key of the advisory lock that elects the rotating replica.
 const ROTATION_LOCK: i64 = 0x6a77_6b73_726f_7461; // "jwksrota"
@@ -182,42 +183,41 @@ impl PostgresStore {
         tx.commit().await.map_err(db)
     }
 
+    /// Re-seals every key under `new` in one transaction; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] if a key cannot be opened or the database fails; then nothing changed.
+    pub async fn rewrap(&self, new: &Sealer) -> Result<usize, StoreError> {
+        let keys = self.load_keys().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for record in &keys {
+            sqlx::query("UPDATE keys SET key = $1 WHERE kid = (SELECT kid FROM key_meta WHERE thumbprint = $2)")
+                .bind(sealed::seal(new, record)?)
+                .bind(record.kid.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(keys.len())
+    }
+
     fn open_row(&self, row: &sqlx::postgres::PgRow) -> Result<Arc<KeyRecord>, StoreError> {
         let get_i64 = |name: &str| row.try_get::<i64, _>(name).map_err(db);
-        let thumbprint: String = row.try_get("thumbprint").map_err(db)?;
-        let corrupt = |reason: String| StoreError::Corrupt {
-            kid: thumbprint.clone(),
-            reason,
+        let stored = StoredKey {
+            thumbprint: row.try_get("thumbprint").map_err(db)?,
+            alg: row.try_get("alg").map_err(db)?,
+            sealed: row.try_get("key").map_err(db)?,
+            schedule: Schedule {
+                created_at: get_i64("created_at")?,
+                published_at: get_i64("published_at")?,
+                activates_at: get_i64("activates_at")?,
+                retires_at: get_i64("retires_at")?,
+                expires_at: get_i64("expires_at")?,
+            },
         };
-        let alg: String = row.try_get("alg").map_err(db)?;
-        let alg = Algorithm::from_str(&alg).map_err(corrupt)?;
-        let sealed: Vec<u8> = row.try_get("key").map_err(db)?;
-        let kid = KeyId::from_stored(thumbprint.clone());
-        let der = self
-            .sealer
-            .open(&kid, &sealed)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let key = SigningKey::from_pkcs8(alg, &der).map_err(|e| corrupt(e.to_string()))?;
-        let schedule = Schedule {
-            created_at: get_i64("created_at")?,
-            published_at: get_i64("published_at")?,
-            activates_at: get_i64("activates_at")?,
-            retires_at: get_i64("retires_at")?,
-            expires_at: get_i64("expires_at")?,
-        };
-        let record = KeyRecord::new(key, schedule);
-        if record.kid != kid {
-            return Err(corrupt(
-                "the key does not match its recorded thumbprint".into(),
-            ));
-        }
-        Ok(record)
+        sealed::open(&self.sealer, stored)
     }
-}
-
-/// `keys.exp`: the key's `exp` in whole Unix seconds, rounded up.
-fn exp_seconds(expires_at_ms: i64) -> i64 {
-    expires_at_ms.div_euclid(1000) + i64::from(expires_at_ms.rem_euclid(1000) != 0)
 }
 
 impl KeyStore for PostgresStore {
@@ -467,12 +467,5 @@ mod tests {
             "postgres://root@127.0.0.1/test"
         );
         assert!(DatabaseUrl::is_postgres("postgresql://x") && !DatabaseUrl::is_postgres("jwks.db"));
-    }
-
-    #[test]
-    fn exp_rounds_up_to_whole_seconds() {
-        assert_eq!(exp_seconds(1_000), 1);
-        assert_eq!(exp_seconds(1_001), 2);
-        assert_eq!(exp_seconds(-500), 0);
     }
 }

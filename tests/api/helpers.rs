@@ -18,8 +18,8 @@ use hyper_util::rt::TokioExecutor;
 use jwks_server::app::Application;
 use jwks_server::cli::Cli;
 use jwks_server::config::Settings;
-use jwks_server::keys::{Clock, ManualClock, Rotator, SystemClock};
-use jwks_server::store::{MemoryStore, Store};
+use jwks_server::keys::{Clock, ManualClock, MasterKey, Rotator, SystemClock};
+use jwks_server::store::{SqliteStore, Store};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -82,27 +82,45 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server with extra flags.
 pub async fn spawn_app_with(args: &[&str]) -> TestApp {
-    spawn(
-        settings(args),
-        Arc::new(MemoryStore::default()),
-        Arc::new(SystemClock),
-    )
-    .await
+    spawn_sqlite(args, Arc::new(SystemClock)).await
 }
 
 /// A server whose key schedule reads `clock`.
 pub async fn spawn_app_with_clock(args: &[&str], clock: ManualClock) -> TestApp {
-    spawn(
-        settings(args),
-        Arc::new(MemoryStore::default()),
-        Arc::new(clock),
-    )
-    .await
+    spawn_sqlite(args, Arc::new(clock)).await
+}
+
+/// The master key of test databases.
+pub fn test_master_key() -> MasterKey {
+    MasterKey::from_passphrase("jwks-server tests")
+}
+
+/// A server over a fresh SQLite file in its own temp directory.
+pub async fn spawn_sqlite(args: &[&str], clock: Arc<dyn Clock>) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("jwks.db"), Some(test_master_key()))
+        .await
+        .expect("opens");
+    spawn_in(dir, settings(args), Arc::new(store), clock).await
 }
 
 /// A server over an explicit store and clock.
 pub async fn spawn(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_in(
+        tempfile::tempdir().expect("temp dir"),
+        settings,
+        store,
+        clock,
+    )
+    .await
+}
+
+async fn spawn_in(
+    dir: tempfile::TempDir,
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
     let app = Application::build_with(settings, Arc::clone(&store), clock)
         .await
         .expect("app builds");

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Connection as _, Row};
 
 use super::sealed::{self, StoredKey, exp_seconds};
 use super::{
@@ -85,6 +85,13 @@ impl SqliteStore {
             }
         }
         let lock = Self::lock(path)?;
+        // Inspect an existing file read-only first: nothing is written to a file that
+        // turns out not to be ours (setting WAL mode would rewrite its header).
+        let has_keys = if exists {
+            Self::inspect(path).await?
+        } else {
+            false
+        };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(!exists)
@@ -97,30 +104,6 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| refuse(path, format!("cannot open it: {e}")))?;
-        let tables: Vec<String> =
-            sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| refuse(path, format!("cannot read it (corrupted?): {e}")))?
-                .iter()
-                .map(|r| r.try_get("name"))
-                .collect::<Result<_, _>>()
-                .map_err(db)?;
-        let ours = tables.iter().any(|t| t == "schema_migrations");
-        if !ours && tables.iter().any(|t| t != "sqlite_sequence") {
-            pool.close().await;
-            return Err(refuse(
-                path,
-                "is a SQLite database that jwks-server did not create; refusing to touch it",
-            ));
-        }
-        let has_keys = ours
-            && sqlx::query("SELECT count(*) AS n FROM keys")
-                .fetch_one(&pool)
-                .await
-                .and_then(|r| r.try_get::<i64, _>("n"))
-                .map_err(db)?
-                > 0;
         let master = match master {
             Some(master) => master,
             None => Self::key_file(path, has_keys)?,
@@ -134,6 +117,39 @@ impl SqliteStore {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Whether an existing file is a database of ours, and whether it holds keys.
+    async fn inspect(path: &Path) -> Result<bool, StoreError> {
+        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|e| refuse(path, format!("cannot open it: {e}")))?;
+        let tables: Vec<String> =
+            sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| refuse(path, format!("cannot read it (corrupt?): {e}")))?
+                .iter()
+                .map(|r| r.try_get("name"))
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+        let ours = tables.iter().any(|t| t == "schema_migrations");
+        if !ours && tables.iter().any(|t| t != "sqlite_sequence") {
+            return Err(refuse(
+                path,
+                "is a SQLite database that jwks-server did not create; refusing to touch it",
+            ));
+        }
+        let has_keys = ours
+            && sqlx::query("SELECT count(*) AS n FROM keys")
+                .fetch_one(&mut conn)
+                .await
+                .and_then(|r| r.try_get::<i64, _>("n"))
+                .map_err(db)?
+                > 0;
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(has_keys)
     }
 
     /// Takes the exclusive lock that keeps a second process off this database.

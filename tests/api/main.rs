@@ -7,11 +7,13 @@
 
 mod auth;
 mod cli;
+mod durability;
 mod helpers;
 mod http_errors;
 mod jwks;
 mod lifecycle;
 mod postgres;
+mod process;
 mod replicas;
 mod shutdown;
 mod users;

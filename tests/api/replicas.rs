@@ -2,136 +2,42 @@
 //! tokens that verify across replicas, a `kill -9` mid-rotation, and recovery after the
 //! database connections are cut. Runs whenever `JWKS_TEST_POSTGRES_URL` is set.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::Connection as _;
 
+use crate::process::{HttpClient, MASTER_KEY, Server};
+
 /// How long each key signs in these tests.
 const INTERVAL: Duration = Duration::from_secs(2);
 
-struct Replica {
-    child: Child,
-    base: String,
+fn start(url: &str) -> Server {
+    let args = [
+        "--database",
+        url,
+        "--alg",
+        "EdDSA",
+        "--rotation-interval",
+        "2s",
+        "--publish-ahead",
+        "1500ms",
+        "--jwks-max-age",
+        "1s",
+        "--token-ttl",
+        "1s",
+        "--clock-skew",
+        "0s",
+        "--auth-rate-limit",
+        "0",
+        "--issuer",
+        "fleet",
+    ];
+    Server::start(&args, &[("JWKS_MASTER_KEY", MASTER_KEY)]).expect("the replica starts")
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(url: &str) -> Replica {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-server"))
-        .args([
-            "--port",
-            "0",
-            "--database",
-            url,
-            "--alg",
-            "EdDSA",
-            "--rotation-interval",
-            "2s",
-            "--publish-ahead",
-            "1500ms",
-            "--jwks-max-age",
-            "1s",
-            "--token-ttl",
-            "1s",
-            "--clock-skew",
-            "0s",
-            "--auth-rate-limit",
-            "0",
-            "--log-format",
-            "json",
-            "--issuer",
-            "fleet",
-        ])
-        .env(
-            "JWKS_MASTER_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        )
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("server starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(log) = serde_json::from_str::<Value>(&line)
-                && log["fields"]["message"] == "listening"
-            {
-                let _ = tx.send(
-                    log["fields"]["addr"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the replica logs its address");
-    Replica {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-async fn get(client: &reqwest_lite::Client, url: &str) -> (u16, String) {
+async fn get(client: &HttpClient, url: &str) -> (u16, String) {
     client.get(url).await
-}
-
-mod reqwest_lite {
-    //! A minimal HTTP/1.1 client over hyper for these tests.
-    use http_body_util::{BodyExt as _, Empty};
-    use hyper::body::Bytes;
-    use hyper_util::client::legacy::Client as Hyper;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
-
-    pub struct Client(Hyper<HttpConnector, Empty<Bytes>>);
-
-    impl Client {
-        pub fn new() -> Self {
-            Self(Hyper::builder(TokioExecutor::new()).build_http())
-        }
-
-        async fn send(&self, method: hyper::Method, url: &str) -> (u16, String) {
-            let req = hyper::Request::builder()
-                .method(method)
-                .uri(url)
-                .body(Empty::new())
-                .expect("request");
-            match self.0.request(req).await {
-                Ok(res) => {
-                    let status = res.status().as_u16();
-                    let body = res
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    (status, String::from_utf8_lossy(&body).into_owned())
-                }
-                Err(_) => (0, String::new()),
-            }
-        }
-
-        pub async fn get(&self, url: &str) -> (u16, String) {
-            self.send(hyper::Method::GET, url).await
-        }
-
-        pub async fn post(&self, url: &str) -> (u16, String) {
-            self.send(hyper::Method::POST, url).await
-        }
-    }
 }
 
 async fn fresh_database(admin_url: &str) -> (String, String) {
@@ -179,7 +85,7 @@ async fn orphans(url: &str) -> i64 {
 }
 
 /// Waits until every replica serves the same JWKS; returns it.
-async fn converge(client: &reqwest_lite::Client, replicas: &[&Replica]) -> String {
+async fn converge(client: &HttpClient, replicas: &[&Server]) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut bodies = Vec::new();
@@ -208,7 +114,7 @@ async fn three_replicas_share_one_key_set_survive_kill_9_and_a_database_outage()
         return;
     };
     let (url, name) = fresh_database(&admin_url).await;
-    let client = reqwest_lite::Client::new();
+    let client = HttpClient::default();
     let (a, b, c) = (start(&url), start(&url), start(&url));
     let jwks = converge(&client, &[&a, &b, &c]).await;
     assert!(!jwks.contains("\"keys\":[]"));

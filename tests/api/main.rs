@@ -16,4 +16,5 @@ mod postgres;
 mod process;
 mod replicas;
 mod shutdown;
+mod store_suite;
 mod users;

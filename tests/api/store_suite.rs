@@ -1,0 +1,174 @@
+//! One test suite for every store backend: memory, SQLite (a fresh temp file each) and
+//! PostgreSQL (a fresh schema each, when `JWKS_TEST_POSTGRES_URL` is set).
+
+use std::sync::Arc;
+
+use jwks_server::keys::{Algorithm, KeyRecord, MasterKey, Schedule, Sealer, SigningKey};
+use jwks_server::store::{
+    DatabaseUrl, KeyChange, KeyStore as _, LoginEvent, MemoryStore, NewUser, PostgresStore,
+    SqliteStore, Store, StoreError, UserStore as _,
+};
+
+use crate::helpers::test_master_key;
+
+fn key(at: i64) -> Arc<KeyRecord> {
+    let schedule = Schedule {
+        created_at: at,
+        published_at: at,
+        activates_at: at,
+        retires_at: at + 60_000,
+        expires_at: at + 90_000,
+    };
+    KeyRecord::new(
+        SigningKey::generate(Algorithm::Es256).expect("generate"),
+        schedule,
+    )
+}
+
+async fn keys_round_trip(store: Arc<dyn Store>) {
+    assert!(store.load_keys().await.expect("load").is_empty());
+    let (a, b) = (key(1_000_000), key(1_060_000));
+    store
+        .apply(&KeyChange {
+            insert: vec![a.clone(), b.clone()],
+            ..KeyChange::default()
+        })
+        .await
+        .expect("insert");
+    let loaded = store.load_keys().await.expect("load");
+    assert_eq!(loaded.len(), 2);
+    for original in [&a, &b] {
+        let again = loaded
+            .iter()
+            .find(|k| k.kid == original.kid)
+            .expect("stored");
+        assert_eq!(again.jwk, original.jwk);
+        assert_eq!(again.schedule, original.schedule);
+        // The reloaded private key signs like the original (same public key).
+        assert_eq!(again.key.public_jwk(), original.key.public_jwk());
+    }
+    let later = a.rescheduled(Schedule {
+        retires_at: 1_500_000,
+        expires_at: 1_530_000,
+        ..a.schedule
+    });
+    let change = KeyChange {
+        reschedule: vec![later],
+        remove: vec![b.kid.clone()],
+        ..KeyChange::default()
+    };
+    store.apply(&change).await.expect("reschedule and remove");
+    let loaded = store.load_keys().await.expect("load");
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].schedule.retires_at, 1_500_000);
+    assert_eq!(loaded[0].schedule.expires_at, 1_530_000);
+}
+
+async fn users_round_trip(store: Arc<dyn Store>) {
+    let user = NewUser {
+        username: "suite".into(),
+        email: "suite@example.com".into(),
+        password_hash: "$argon2id$h".into(),
+    };
+    let id = store.create_user(&user).await.expect("create");
+    let taken = store
+        .create_user(&NewUser {
+            email: "other@example.com".into(),
+            ..user.clone()
+        })
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict("username"))),
+        "{taken:?}"
+    );
+    let taken = store
+        .create_user(&NewUser {
+            username: "other".into(),
+            ..user.clone()
+        })
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict("email"))),
+        "{taken:?}"
+    );
+    let found = store
+        .find_user("suite")
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(
+        (found.id, found.password_hash.as_str()),
+        (id, "$argon2id$h")
+    );
+    assert!(store.find_user("nobody").await.expect("find").is_none());
+    let second = store
+        .create_user(&NewUser {
+            username: "two".into(),
+            email: "two@example.com".into(),
+            password_hash: "h".into(),
+        })
+        .await
+        .expect("second user");
+    assert_ne!(second, id);
+    let events = [
+        LoginEvent {
+            user_id: Some(id),
+            request_ip: "192.0.2.1".into(),
+        },
+        LoginEvent {
+            user_id: None,
+            request_ip: "::1".into(),
+        },
+    ];
+    store.record_logins(&events).await.expect("logged");
+}
+
+async fn run_suite(make: impl AsyncFn() -> Arc<dyn Store>) {
+    keys_round_trip(make().await).await;
+    users_round_trip(make().await).await;
+}
+
+#[tokio::test]
+async fn the_memory_store_passes_the_suite() {
+    run_suite(async || Arc::new(MemoryStore::default()) as Arc<dyn Store>).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_passes_the_suite() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    run_suite(async || {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(&dir.path().join("suite.db"), Some(test_master_key()))
+            .await
+            .expect("open");
+        dirs.lock().expect("lock").push(dir);
+        Arc::new(store) as Arc<dyn Store>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_passes_the_suite() {
+    let Ok(url) = std::env::var("JWKS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let url = DatabaseUrl::new(url);
+    run_suite(async || {
+        let mut bytes = [0u8; 6];
+        aws_lc_rs::rand::fill(&mut bytes).expect("rng");
+        let schema = format!(
+            "suite_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let sealer = Sealer::new(MasterKey::from_passphrase("suite")).expect("sealer");
+        let store = PostgresStore::connect(&url, Some(&schema), sealer)
+            .await
+            .expect("connect");
+        store
+            .load_keys()
+            .await
+            .expect("a shared store plans from the version it loaded");
+        Arc::new(store) as Arc<dyn Store>
+    })
+    .await;
+}

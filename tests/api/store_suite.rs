@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use jwks_server::keys::{Algorithm, KeyRecord, MasterKey, Schedule, Sealer, SigningKey};
 use jwks_server::store::{
-    DatabaseUrl, KeyChange, LoginEvent, MemoryStore, NewUser, PostgresStore, SqliteStore, Store,
-    StoreError,
+    DatabaseUrl, KeyChange, KeyStore as _, LoginEvent, MemoryStore, NewUser, PostgresStore,
+    SqliteStore, Store, StoreError,
 };
 
 use crate::helpers::test_master_key;

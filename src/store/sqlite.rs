@@ -22,7 +22,7 @@ use super::sealed::{self, StoredKey, exp_seconds};
 use super::{
     BoxFuture, KeyChange, KeyStore, LoginEvent, NewUser, StoreError, StoredUser, UserStore,
 };
-use crate::keys::{KeyRecord, MasterKey, Schedule, Sealer};
+use crate::keys::{KeyId, KeyRecord, MasterKey, Schedule, SealError, Sealer};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_keys.sql")),
@@ -87,11 +87,28 @@ impl SqliteStore {
         let lock = Self::lock(path)?;
         // Inspect an existing file read-only first: nothing is written to a file that
         // turns out not to be ours (setting WAL mode would rewrite its header).
-        let has_keys = if exists {
+        let sample = if exists {
             Self::inspect(path).await?
         } else {
-            false
+            None
         };
+        let master = match master {
+            Some(master) => master,
+            None => Self::key_file(path, sample.is_some())?,
+        };
+        let sealer = Sealer::new(master).map_err(|e| StoreError::Database(e.to_string()))?;
+        // A wrong master key is refused before anything is opened for writing.
+        if let Some((thumbprint, sealed)) = &sample
+            && let Err(error) = sealer.open(&KeyId::from_stored(thumbprint.clone()), sealed)
+        {
+            return Err(match error {
+                SealError::WrongMasterKey { .. } => StoreError::WrongMasterKey(error.to_string()),
+                other => StoreError::Corrupt {
+                    kid: thumbprint.clone(),
+                    reason: other.to_string(),
+                },
+            });
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(!exists)
@@ -104,11 +121,6 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| refuse(path, format!("cannot open it: {e}")))?;
-        let master = match master {
-            Some(master) => master,
-            None => Self::key_file(path, has_keys)?,
-        };
-        let sealer = Sealer::new(master).map_err(|e| StoreError::Database(e.to_string()))?;
         let store = Self {
             pool,
             sealer,
@@ -119,8 +131,9 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Whether an existing file is a database of ours, and whether it holds keys.
-    async fn inspect(path: &Path) -> Result<bool, StoreError> {
+    /// Checks that an existing file is a database of ours; returns one stored key (its
+    /// thumbprint and sealed bytes) to test the master key on, if it holds any.
+    async fn inspect(path: &Path) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         let options = SqliteConnectOptions::new().filename(path).read_only(true);
         let mut conn = sqlx::SqliteConnection::connect_with(&options)
             .await
@@ -141,15 +154,21 @@ impl SqliteStore {
                 "is a SQLite database that jwks-server did not create; refusing to touch it",
             ));
         }
-        let has_keys = ours
-            && sqlx::query("SELECT count(*) AS n FROM keys")
-                .fetch_one(&mut conn)
-                .await
-                .and_then(|r| r.try_get::<i64, _>("n"))
-                .map_err(db)?
-                > 0;
+        let sample = if ours {
+            sqlx::query(
+                "SELECT m.thumbprint, k.key FROM keys k JOIN key_meta m ON m.kid = k.kid LIMIT 1",
+            )
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(db)?
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("thumbprint")?, r.try_get("key")?)))
+            .transpose()
+            .map_err(db)?
+        } else {
+            None
+        };
         let _ = sqlx::Connection::close(conn).await;
-        Ok(has_keys)
+        Ok(sample)
     }
 
     /// Takes the exclusive lock that keeps a second process off this database.

@@ -76,7 +76,13 @@ impl SqliteStore {
             let mut header = [0u8; 16];
             File::open(path)
                 .and_then(|mut f| f.read_exact(&mut header))
-                .map_err(|e| refuse(path, format!("cannot read it: {e}")))?;
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => refuse(
+                        path,
+                        "is not a SQLite database (empty or too short); refusing to touch it",
+                    ),
+                    _ => refuse(path, format!("cannot read it: {e}")),
+                })?;
             if &header != b"SQLite format 3\0" {
                 return Err(refuse(
                     path,
@@ -228,7 +234,9 @@ impl SqliteStore {
     /// Applies the migrations not yet applied, in one transaction.
     ///
     /// # Errors
-    /// [`StoreError::Database`]; the migration is rolled back.
+    /// [`StoreError::Database`] if a migration fails, or if the database records a
+    /// migration this build does not know (a newer jwks-server wrote it); nothing is
+    /// applied then.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
@@ -245,6 +253,21 @@ impl SqliteStore {
             .map(|r| r.try_get("version"))
             .collect::<Result<_, _>>()
             .map_err(db)?;
+        // A newer build may have changed the meaning of what it stored: never run an
+        // older one over its schema (the transaction rolls back, nothing is written).
+        if let Some(newer) = applied
+            .iter()
+            .find(|v| !MIGRATIONS.iter().any(|(known, _)| known == *v))
+        {
+            let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+            return Err(refuse(
+                &self.path,
+                format!(
+                    "was migrated by a newer jwks-server (schema version {newer}; this build knows up to \
+                     {latest}); refusing to touch it"
+                ),
+            ));
+        }
         for (version, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;

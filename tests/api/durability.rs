@@ -255,6 +255,8 @@ async fn files_that_are_not_ours_are_refused_untouched() {
     let dir = tempfile::tempdir().expect("dir");
     let text = dir.path().join("notes.db");
     std::fs::write(&text, "just some text, not a database\n").expect("write");
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").expect("write");
     let corrupt = dir.path().join("corrupt.db");
     let mut bytes = b"SQLite format 3\0".to_vec();
     bytes.extend(std::iter::repeat_n(0xA5u8, 8192));
@@ -281,6 +283,7 @@ async fn files_that_are_not_ours_are_refused_untouched() {
     }
     let cases = [
         (text.clone(), "not a SQLite database"),
+        (empty.clone(), "not a SQLite database (empty"),
         (corrupt.clone(), "corrupt"),
         (foreign.clone(), "did not create"),
         (dir.path().to_path_buf(), "cannot read"),
@@ -333,6 +336,7 @@ async fn kill_9_during_rotations_never_leaves_a_half_written_key() {
     let client = HttpClient::default();
     let mut seed = [0u8; 20];
     aws_lc_rs::rand::fill(&mut seed).expect("rng");
+    let mut signing_kids = std::collections::HashSet::new();
     for (round, byte) in seed.iter().enumerate() {
         let server =
             Server::start(&args, &env).unwrap_or_else(|e| panic!("round {round}: {}", e.stderr));
@@ -346,6 +350,7 @@ async fn kill_9_during_rotations_never_leaves_a_half_written_key() {
             "round {round}: empty JWKS after restart"
         );
         verify(&token, &jwks, "durable").unwrap_or_else(|e| panic!("round {round}: {e}"));
+        signing_kids.insert(jwt_header(&token)["kid"].to_string());
         // Let it rotate for a random moment, then kill it without warning.
         tokio::time::sleep(Duration::from_millis(50 + u64::from(*byte) * 2)).await;
         server.kill_9();
@@ -361,9 +366,86 @@ async fn kill_9_during_rotations_never_leaves_a_half_written_key() {
         .await
         .expect("count");
         assert_eq!(orphans, 0, "round {round}: half-written key");
+        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(store.pool())
+            .await
+            .expect("integrity check");
+        assert_eq!(integrity, "ok", "round {round}: damaged database file");
         store
             .load_keys()
             .await
             .unwrap_or_else(|e| panic!("round {round}: a stored key does not open: {e}"));
     }
+    // The kills landed while keys were being rotated, not on an idle server.
+    assert!(
+        signing_kids.len() >= 3,
+        "only {} signing keys over {} rounds: the server never rotated",
+        signing_kids.len(),
+        seed.len()
+    );
+}
+
+#[tokio::test]
+async fn a_restart_generates_no_keys_and_answers_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("jwks.db");
+    let db_arg = db.to_str().expect("utf-8");
+    let env = [("JWKS_MASTER_KEY", MASTER_KEY)];
+    // RS256: generating a key takes long enough that a restart which generated one
+    // would miss the deadline below.
+    Server::start(&["--database", db_arg, "--alg", "RS256"], &env)
+        .expect("first start")
+        .terminate();
+    let rows = || async {
+        let store = SqliteStore::open(&db, Some(MasterKey::from_base64(MASTER_KEY).expect("key")))
+            .await
+            .expect("opens");
+        let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as("SELECT * FROM keys ORDER BY kid")
+            .fetch_all(store.pool())
+            .await
+            .expect("rows");
+        store.pool().close().await;
+        rows
+    };
+    let before = rows().await;
+    assert!(!before.is_empty());
+
+    let client = HttpClient::default();
+    let started = std::time::Instant::now();
+    let server = Server::start(&["--database", db_arg, "--alg", "RS256"], &env).expect("restart");
+    let (status, _) = client.get(&format!("{}/jwks", server.base)).await;
+    let answered = started.elapsed();
+    assert_eq!(status, 200);
+    server.terminate();
+    assert_eq!(rows().await, before, "a restart generated or changed keys");
+    // The issue asks for 100 ms; the bound is looser so a loaded CI machine running a
+    // debug build does not flake, and still far below one RSA key generation.
+    assert!(
+        answered < Duration::from_millis(500),
+        "restart answered after {answered:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_written_by_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("jwks.db");
+    let store = SqliteStore::open(&db, Some(test_master_key()))
+        .await
+        .expect("open");
+    sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+        .bind(9_999_i64)
+        .bind(0_i64)
+        .execute(store.pool())
+        .await
+        .expect("a future migration");
+    store.pool().close().await;
+    drop(store);
+    let files = [db.clone()];
+    let before = snapshot(&files);
+    let err = SqliteStore::open(&db, Some(test_master_key()))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("newer jwks-server"), "{err}");
+    assert_eq!(snapshot(&files), before, "the database is untouched");
 }

@@ -1,6 +1,6 @@
 //! [`Application`]: binds the listener first, loads or creates the keys, then serves
-//! HTTP/1.1 connections until told to stop, draining in-flight requests and stopping
-//! the rotation task on the way out.
+//! HTTP/1.1 connections until told to stop, draining in-flight requests, stopping the
+//! rotation task and closing the store on the way out.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -153,6 +153,8 @@ pub struct Application {
     audit_writer: tokio::task::JoinHandle<()>,
     users: Users,
     settings: Settings,
+    /// Closed last, once requests, the audit writer and the rotator have stopped.
+    store: Arc<dyn Store>,
 }
 
 impl Application {
@@ -184,7 +186,7 @@ impl Application {
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
         let key_store: Arc<dyn KeyStore> = store.clone();
-        let user_store: Arc<dyn UserStore> = store;
+        let user_store: Arc<dyn UserStore> = store.clone();
         let rotator = Rotator::bootstrap(settings.keys, key_store, Arc::clone(&clock)).await?;
         let (audit, audit_writer) = AuditLog::spawn(user_store.clone());
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
@@ -225,6 +227,7 @@ impl Application {
             audit_writer,
             users,
             settings,
+            store,
         })
     }
 
@@ -313,6 +316,12 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         let _ = rotation.await;
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the store did not close in time");
+        }
         tracing::info!("stopped");
     }
 }

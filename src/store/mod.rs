@@ -100,6 +100,13 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     fn key_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         Box::pin(async { Ok(0) })
     }
+
+    /// Releases the database at shutdown, after its last use (keys and users). SQLite
+    /// folds its write-ahead log into the main file here, so a stopped server leaves one
+    /// self-contained file to back up. Later calls on the store fail.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Proof that this process leads rotation. Dropping it gives the role up.

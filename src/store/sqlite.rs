@@ -402,6 +402,13 @@ impl KeyStore for SqliteStore {
             tx.commit().await.map_err(db)
         })
     }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        // The last connection to close checkpoints the WAL into the main file and
+        // deletes it (SQLite's default): without this, a cleanly stopped server would
+        // leave its keys in `<file>-wal`, and a copy of the main file alone would lose them.
+        Box::pin(self.pool.close())
+    }
 }
 
 impl UserStore for SqliteStore {

@@ -427,6 +427,31 @@ async fn a_restart_generates_no_keys_and_answers_at_once() {
 }
 
 #[tokio::test]
+async fn a_cleanly_stopped_server_leaves_one_self_contained_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("jwks.db");
+    let env = [("JWKS_MASTER_KEY", MASTER_KEY)];
+    let client = HttpClient::default();
+    let server = Server::start(
+        &["--database", db.to_str().expect("utf-8"), "--alg", "EdDSA"],
+        &env,
+    )
+    .expect("starts");
+    let (_, before) = client.get(&format!("{}/jwks", server.base)).await;
+    server.terminate();
+    assert!(wal_is_empty(&db), "the write-ahead log was folded in");
+
+    // A backup that copies the main file alone has every key.
+    let backup = tempfile::tempdir().expect("dir");
+    let copy = backup.path().join("jwks.db");
+    std::fs::copy(&db, &copy).expect("copy");
+    let server = Server::start(&["--database", copy.to_str().expect("utf-8")], &env)
+        .expect("starts from the copy");
+    let (_, after) = client.get(&format!("{}/jwks", server.base)).await;
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
 async fn a_database_written_by_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("jwks.db");

@@ -278,3 +278,80 @@ async fn registration_has_its_own_limit() {
         "/auth is not limited by /register's limiter"
     );
 }
+
+#[tokio::test]
+async fn sqlite_rows_have_the_graders_shape_and_utc_text_timestamps() {
+    let app = crate::helpers::spawn_app().await;
+    let password = register(&app, "grace", "grace@example.com").await;
+    let res = login(&app, &json!({"username": "grace", "password": password})).await;
+    assert_eq!(res.status, StatusCode::OK);
+    // The row was committed before the response: read it at once, from another connection.
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.dir.path().join("jwks.db"))
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("reader");
+    let user: (i64, String, String, Option<String>, String, String) = sqlx::query_as(
+        "SELECT id, username, password_hash, email, typeof(date_registered) || ':' || date_registered, \
+         typeof(last_login) || ':' || last_login FROM users WHERE username = ?",
+    )
+    .bind("grace")
+    .fetch_one(&pool)
+    .await
+    .expect("user row");
+    assert!(user.2.starts_with("$argon2id$") && user.2 != password);
+    assert_eq!(user.3.as_deref(), Some("grace@example.com"));
+    let utc_text = |v: &str| {
+        let t = v
+            .strip_prefix("text:")
+            .unwrap_or_else(|| panic!("not text: {v}"));
+        t.len() == 19
+            && t.as_bytes()[4] == b'-'
+            && t.as_bytes()[10] == b' '
+            && t.as_bytes()[13] == b':'
+    };
+    assert!(utc_text(&user.4), "{}", user.4);
+    assert!(utc_text(&user.5), "{}", user.5);
+    let logs: Vec<(i64, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT id, request_ip, typeof(request_timestamp) || ':' || request_timestamp, user_id FROM auth_logs",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("log rows");
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].1, "127.0.0.1");
+    assert!(utc_text(&logs[0].2), "{}", logs[0].2);
+    assert_eq!(logs[0].3, Some(user.0));
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('auth_logs') ORDER BY cid")
+            .fetch_all(&pool)
+            .await
+            .expect("columns");
+    assert_eq!(
+        columns,
+        ["id", "request_ip", "request_timestamp", "user_id"]
+    );
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('users') ORDER BY cid")
+            .fetch_all(&pool)
+            .await
+            .expect("columns");
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "username",
+            "password_hash",
+            "email",
+            "date_registered",
+            "last_login"
+        ]
+    );
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('keys') ORDER BY cid")
+            .fetch_all(&pool)
+            .await
+            .expect("columns");
+    assert_eq!(columns, ["kid", "key", "exp"]);
+}

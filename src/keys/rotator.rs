@@ -374,9 +374,11 @@ impl Rotator {
                     RETRY_AFTER
                 }
             };
-            let state = state_summary(&self.keys.load(), self.clock.now());
+            let set = self.keys.load();
+            let now = self.clock.now();
+            let state = state_summary(&set, now);
             if state != last_state {
-                log_transitions(&last_state, &state);
+                log_transitions(&last_state, &state, set.at(now).published);
                 last_state = state;
             }
             // A floor keeps a clock that jumps from turning this into a busy loop.
@@ -430,11 +432,11 @@ fn log_change(change: &KeyChange, set: &KeySet, now: UnixMillis) {
     }
 }
 
-fn log_transitions(before: &StateSummary, after: &StateSummary) {
+fn log_transitions(before: &StateSummary, after: &StateSummary, published: usize) {
     for (kid, state) in after {
         let previous = before.iter().find(|(k, _)| k == kid).map(|(_, s)| *s);
         if previous.is_some() && previous != Some(*state) {
-            tracing::info!(%kid, ?state, "key changed state");
+            tracing::info!(%kid, ?state, published, "key changed state");
         }
     }
 }

@@ -372,4 +372,22 @@ mod tests {
         assert!(Cli::try_parse_from(["jwks-server", "--alg", "HS256"]).is_err());
         assert!(Cli::try_parse_from(["jwks-server", "--token-ttl", "soon"]).is_err());
     }
+
+    #[test]
+    fn settings_never_show_the_master_key_in_debug_output() {
+        let mut s = settings(&[]).expect("valid");
+        for source in [
+            MasterKeySource::Base64(Secret::new(
+                "c2VjcmV0LWtleS1ieXRlcy1mb3ItdGhlLXRlc3Q=".into(),
+            )),
+            MasterKeySource::Passphrase(Secret::new(
+                "c2VjcmV0LWtleS1ieXRlcy1mb3ItdGhlLXRlc3Q=".into(),
+            )),
+        ] {
+            s.master_key = source;
+            let shown = format!("{s:?} {s:#?}");
+            assert!(!shown.contains("c2VjcmV0"), "{shown}");
+            assert!(shown.contains("<redacted>"));
+        }
+    }
 }

@@ -39,15 +39,34 @@ impl KeyStore for MemoryStore {
     }
 
     fn apply<'a>(&'a self, change: &'a KeyChange) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.keys.lock().map_err(|_| poisoned()).map(|mut keys| {
-            keys.retain(|k| !change.remove.contains(&k.kid));
-            for moved in &change.reschedule {
-                if let Some(slot) = keys.iter_mut().find(|k| k.kid == moved.kid) {
-                    *slot = Arc::clone(moved);
+        let result = self
+            .keys
+            .lock()
+            .map_err(|_| poisoned())
+            .and_then(|mut keys| {
+                // Like the SQL stores' unique thumbprint: a key is stored once, and a change
+                // that breaks the rule is refused whole.
+                for (i, new) in change.insert.iter().enumerate() {
+                    let repeated = keys
+                        .iter()
+                        .chain(&change.insert[..i])
+                        .any(|k| k.kid == new.kid);
+                    if repeated {
+                        return Err(StoreError::Database(format!(
+                            "key {} is already stored",
+                            new.kid
+                        )));
+                    }
                 }
-            }
-            keys.extend(change.insert.iter().cloned());
-        });
+                keys.retain(|k| !change.remove.contains(&k.kid));
+                for moved in &change.reschedule {
+                    if let Some(slot) = keys.iter_mut().find(|k| k.kid == moved.kid) {
+                        *slot = Arc::clone(moved);
+                    }
+                }
+                keys.extend(change.insert.iter().cloned());
+                Ok(())
+            });
         Box::pin(async move { result })
     }
 }

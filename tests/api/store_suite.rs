@@ -123,8 +123,40 @@ async fn users_round_trip(store: Arc<dyn Store>) {
     store.record_logins(&events).await.expect("logged");
 }
 
+/// A change that fails part-way (its second insert repeats a stored key) leaves the
+/// stored keys exactly as they were: the first insert and the removal are undone too.
+async fn a_failing_change_applies_nothing(store: Arc<dyn Store>) {
+    let (a, b) = (key(2_000_000), key(2_060_000));
+    store
+        .apply(&KeyChange {
+            insert: vec![a.clone()],
+            ..KeyChange::default()
+        })
+        .await
+        .expect("insert");
+    let later = a.rescheduled(Schedule {
+        retires_at: 2_500_000,
+        expires_at: 2_530_000,
+        ..a.schedule
+    });
+    let failing = KeyChange {
+        insert: vec![b.clone(), a.clone()],
+        reschedule: vec![later],
+        remove: vec![a.kid.clone()],
+    };
+    store
+        .apply(&failing)
+        .await
+        .expect_err("a key that is already stored cannot be inserted again");
+    let loaded = store.load_keys().await.expect("load");
+    assert_eq!(loaded.len(), 1, "nothing of the failed change was kept");
+    assert_eq!(loaded[0].kid, a.kid);
+    assert_eq!(loaded[0].schedule, a.schedule);
+}
+
 async fn run_suite(make: impl AsyncFn() -> Arc<dyn Store>) {
     keys_round_trip(make().await).await;
+    a_failing_change_applies_nothing(make().await).await;
     users_round_trip(make().await).await;
 }
 

@@ -167,6 +167,16 @@ impl PostgresStore {
             .map(|r| r.try_get("version"))
             .collect::<Result<_, _>>()
             .map_err(db)?;
+        // Never run an older build over a schema a newer one migrated (the transaction
+        // rolls back; nothing is written).
+        if let Some(newer) = applied
+            .iter()
+            .find(|v| !MIGRATIONS.iter().any(|(known, _)| known == *v))
+        {
+            return Err(StoreError::Database(format!(
+                "the database was migrated by a newer jwks-server (schema version {newer}); refusing to use it"
+            )));
+        }
         for (version, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;
@@ -350,6 +360,10 @@ impl KeyStore for PostgresStore {
                 .map_err(db)?;
             Ok(locked.then(|| Box::new(AdvisoryLease(Mutex::new(conn))) as Box<dyn RotationLease>))
         })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
     }
 
     fn key_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {

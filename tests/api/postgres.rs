@@ -186,6 +186,24 @@ async fn a_wrong_master_key_cannot_open_the_keys() {
 }
 
 #[tokio::test]
+async fn a_database_migrated_by_a_newer_build_is_refused() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema();
+    let pool = raw_pool(&url, &schema).await;
+    drop(store(&url, &schema).await);
+    sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+        .execute(&pool)
+        .await
+        .expect("pretend a newer build migrated it");
+    let sealer = Sealer::new(master()).expect("sealer");
+    let err = PostgresStore::connect(&url, Some(&schema), sealer)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("newer jwks-server"), "{err}");
+    drop_schema(&pool, &schema).await;
+}
+
+#[tokio::test]
 async fn exactly_one_replica_holds_the_rotation_lease() {
     let Some(url) = url() else { return };
     let schema = fresh_schema();

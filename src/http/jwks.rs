@@ -3,14 +3,17 @@
 //! `If-None-Match` (RFC 9110 §13.1.2).
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::state::AppState;
 
 /// Serves the JWKS, or 304 when the client already holds this version.
-pub(super) async fn jwks_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn jwks_get(State(state): State<AppState>, request: Request) -> Response {
+    // The request is taken whole to read `If-None-Match` in place: the `HeaderMap`
+    // extractor would copy every header of every request.
+    let headers = request.headers();
     let set = state.keys.load();
     let epoch = set.at(state.clock.now());
     let etag =

@@ -26,7 +26,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(String),
     /// The stored keys were sealed under another master key than the one configured.
-    #[error("{0}; start with the master key that sealed these keys (the latest one given to `keys rewrap`, if any)")]
+    #[error(
+        "{0}; start with the master key that sealed these keys (the latest one given to `keys rewrap`, if any)"
+    )]
     WrongMasterKey(String),
     /// The stored keys changed since this process loaded them (another replica
     /// rotated); nothing was applied. Reload and plan again.

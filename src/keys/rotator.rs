@@ -47,7 +47,9 @@ pub struct Plan {
 }
 
 /// Extra lead given to a key published later than planned, so that the time spent
-/// persisting and swapping the snapshot does not eat into `publish_ahead`.
+/// persisting and swapping the snapshot does not eat into `publish_ahead`. Capped at
+/// half the creation lead, so a successor created on time never postpones its
+/// predecessor.
 const PUBLISH_SLACK_MS: i64 = 1_000;
 
 impl Lifecycle {
@@ -131,7 +133,7 @@ impl Lifecycle {
         while tail.retires_at < horizon {
             let activates_at = tail
                 .retires_at
-                .max(now + ahead + PUBLISH_SLACK_MS.min(ahead));
+                .max(now + ahead + PUBLISH_SLACK_MS.min(ahead).min(self.lead_ms() / 2));
             if activates_at > tail.retires_at {
                 let postponed = Schedule {
                     retires_at: activates_at,
@@ -591,6 +593,34 @@ mod tests {
         assert!(next.schedule.activates_at - now >= millis(life.publish_ahead));
         for t in (now..next.schedule.retires_at).step_by(500) {
             assert_eq!(active_count(&set, t), 1, "at {t}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotator_waking_when_asked_never_postpones_a_retirement() {
+        // Short periods, where the publish slack and the creation lead are closest.
+        let life = Lifecycle {
+            rotation_interval: Duration::from_secs(2),
+            publish_ahead: Duration::from_secs(2),
+            token_ttl: Duration::from_secs(1),
+            clock_skew: Duration::ZERO,
+            ..lifecycle()
+        };
+        let clock = ManualClock::new(START);
+        let rotator = Rotator::bootstrap(
+            life,
+            Arc::new(MemoryStore::default()),
+            Arc::new(clock.clone()),
+        )
+        .await
+        .expect("bootstrap");
+        let mut next = rotator.step().await.expect("step");
+        for _ in 0..40 {
+            clock.set(next);
+            let set = rotator.handle().load_full();
+            let plan = life.plan(set.keys(), next);
+            assert!(plan.postpone.is_none(), "postponed at {next}: {plan:?}");
+            next = rotator.step().await.expect("step").max(next + 10);
         }
     }
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# A/B two builds of jwks-server on the same core, alternating repetitions, to measure
+# what one hot-path change gains (the suite's noise is about ±10% per run on a shared
+# machine; alternating A and B cancels most of it).
+#
+#   bench/ab.sh BIN_A BIN_B get|auth [ALG] [CONNS] [REPS] [SECONDS]
+#
+# e.g. bench/ab.sh /tmp/before/jwks-server target/release/jwks-server get RS256 64 8 3
+# Prints median req/s, server CPU µs per request and p99 for each, and B/A.
+set -euo pipefail
+[[ $# -ge 3 ]] || { sed -n 2,10p "$0" >&2; exit 2; }
+A=$1 B=$2 MODE=$3 ALG=${4:-RS256} CONNS=${5:-64} REPS=${6:-6} SECS=${7:-3}
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PORT_A=${PORT_A:-18200} PORT_B=${PORT_B:-18201}
+SERVER_CPU=${SERVER_CPU:-0} CLIENT_CPU=${CLIENT_CPU:-1}
+JWKS_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+export JWKS_MASTER_KEY
+HZ=$(getconf CLK_TCK)
+OUT=$(mktemp)
+args=(--host 127.0.0.1 --database :memory: --alg "$ALG")
+"$A" --help | grep -q -- --auth-rate-limit && args+=(--auth-rate-limit 0)
+
+taskset -c "$SERVER_CPU" "$A" "${args[@]}" --port "$PORT_A" >/dev/null 2>&1 &
+PID_A=$!
+taskset -c "$SERVER_CPU" "$B" "${args[@]}" --port "$PORT_B" >/dev/null 2>&1 &
+PID_B=$!
+trap 'kill -CONT $PID_A $PID_B 2>/dev/null; kill $PID_A $PID_B 2>/dev/null; wait 2>/dev/null; rm -f "$OUT"' EXIT
+for port in "$PORT_A" "$PORT_B"; do
+    until curl -fso /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.05; done
+done
+if [[ $MODE == get ]]; then path=/.well-known/jwks.json script=get.lua; else path=/auth script=post.lua; fi
+
+one() { # label pid port other-pid
+    local c0 c1 line
+    kill -STOP "$4"
+    c0=$(awk '{print $14 + $15}' "/proc/$2/stat")
+    line=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$BENCH/$script" "http://127.0.0.1:$3$path" | grep '^BENCH ')
+    c1=$(awk '{print $14 + $15}' "/proc/$2/stat")
+    kill -CONT "$4"
+    echo "$1 ${line#BENCH } ticks=$((c1 - c0)) hz=$HZ"
+}
+one A "$PID_A" "$PORT_A" "$PID_B" >/dev/null
+one B "$PID_B" "$PORT_B" "$PID_A" >/dev/null
+for _ in $(seq 1 "$REPS"); do
+    one A "$PID_A" "$PORT_A" "$PID_B" >>"$OUT"
+    one B "$PID_B" "$PORT_B" "$PID_A" >>"$OUT"
+done
+python3 - "$OUT" <<'PY'
+import statistics as st, sys
+d = {"A": [], "B": []}
+for line in open(sys.argv[1]):
+    label, *kv = line.split()
+    kv = dict(x.split("=", 1) for x in kv)
+    cpu = int(kv["ticks"]) / int(kv["hz"]) * 1e6 / int(kv["requests"])
+    d[label].append((float(kv["rps"]), cpu, int(kv["p99_us"]) / 1000))
+med = {k: [st.median(x[i] for x in v) for i in range(3)] for k, v in d.items()}
+for k, (rps, cpu, p99) in med.items():
+    print(f"{k}: {rps:,.0f} req/s, {cpu:.2f} µs CPU/req, p99 {p99:.2f} ms  (CPU/req per rep: "
+          + " ".join(f"{x[1]:.1f}" for x in d[k]) + ")")
+a, b = med["A"], med["B"]
+print(f"B/A: req/s {b[0] / a[0]:.3f}, CPU/req {b[1] / a[1]:.3f}, p99 {b[2] / a[2]:.3f}")
+PY

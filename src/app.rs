@@ -149,6 +149,8 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
+    /// The handlers' state, for the JWKS fast path in front of the router.
+    state: AppState,
     rotator: Rotator,
     audit_writer: tokio::task::JoinHandle<()>,
     users: Users,
@@ -222,7 +224,8 @@ impl Application {
         Ok(Self {
             listener,
             addr,
-            router: router(state, limits),
+            router: router(state.clone(), limits),
+            state,
             rotator,
             audit_writer,
             users,
@@ -284,10 +287,18 @@ impl Application {
             };
             let _ = stream.set_nodelay(true);
             let router = self.router.clone();
+            let state = self.state.clone();
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let mut req = req.map(axum::body::Body::new);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req)
+                let fast = crate::http::jwks_fast_path(&state, &req);
+                let router = router.clone();
+                async move {
+                    if let Some(response) = fast {
+                        return Ok(response);
+                    }
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.oneshot(req).await
+                }
             });
             let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
@@ -308,6 +319,7 @@ impl Application {
         // handle lets the writer commit what is queued and stop.
         drop(self.router);
         drop(self.users);
+        drop(self.state);
         if tokio::time::timeout(DRAIN_TIMEOUT, self.audit_writer)
             .await
             .is_err()

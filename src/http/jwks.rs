@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::state::AppState;
@@ -13,7 +13,16 @@ use super::state::AppState;
 pub(super) async fn jwks_get(State(state): State<AppState>, request: Request) -> Response {
     // The request is taken whole to read `If-None-Match` in place: the `HeaderMap`
     // extractor would copy every header of every request.
-    let headers = request.headers();
+    jwks_respond(&state, request.headers())
+}
+
+/// The JWKS paths.
+pub(super) fn is_jwks_path(path: &str) -> bool {
+    matches!(path, "/.well-known/jwks.json" | "/jwks")
+}
+
+/// The JWKS response for a request with these headers: 200 with the body, or 304.
+pub(super) fn jwks_respond(state: &AppState, headers: &HeaderMap) -> Response {
     let set = state.keys.load();
     let epoch = set.at(state.clock.now());
     let etag =

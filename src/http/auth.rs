@@ -52,11 +52,10 @@ pub(super) async fn token_issue(
     credentials: Credentials,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let expired = expired_param(query.as_deref())?;
-    let ip = client.map(|ip| ip.to_string()).unwrap_or_default();
     let password = credentials.password.map(Password::new);
     let subject = match state
         .users
-        .authenticate(credentials.username.as_deref(), password, ip)
+        .authenticate(credentials.username.as_deref(), password, client)
         .await?
     {
         AuthOutcome::Granted { subject } => subject,

@@ -151,12 +151,6 @@ impl Sealer {
         Ok(Self { master, aead })
     }
 
-    /// The master key's public id.
-    #[must_use]
-    pub fn master_id(&self) -> String {
-        self.master.id_hex()
-    }
-
     /// Seals `plaintext` (a PKCS#8 private key) for the key `kid`.
     ///
     /// # Errors

@@ -57,12 +57,6 @@ impl Issuer {
         }
     }
 
-    /// The issuer name (`iss`).
-    #[must_use]
-    pub fn issuer(&self) -> &str {
-        &self.iss
-    }
-
     /// Issues a token signed by the active `key` at `now`. Its `exp` never passes the
     /// key's own `exp`, so it verifies against the JWKS for its whole life.
     ///

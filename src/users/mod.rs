@@ -212,7 +212,7 @@ impl Users {
         &self,
         username: Option<&str>,
         password: Option<Password>,
-        client_ip: String,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<AuthOutcome, UserError> {
         let Some(username) = username else {
             return Ok(match self.mode {
@@ -245,7 +245,8 @@ impl Users {
         self.audit
             .record(LoginEvent {
                 user_id,
-                request_ip: client_ip,
+                // Formatted only here: anonymous requests never pay for it.
+                request_ip: client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             })
             .await?;
         Ok(AuthOutcome::Granted {

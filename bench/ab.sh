@@ -7,6 +7,8 @@
 #
 # e.g. bench/ab.sh /tmp/before/jwks-server target/release/jwks-server get RS256 64 8 3
 # Prints median req/s, server CPU µs per request and p99 for each, and B/A.
+# DB=file gives each server a fresh SQLite file instead of `:memory:`; BENCH_AUTH (e.g.
+# "Basic $(printf nobody:pw | base64)") is sent as the Authorization header of `auth`.
 set -euo pipefail
 [[ $# -ge 3 ]] || { sed -n 2,10p "$0" >&2; exit 2; }
 A=$1 B=$2 MODE=$3 ALG=${4:-RS256} CONNS=${5:-64} REPS=${6:-6} SECS=${7:-3}
@@ -17,14 +19,16 @@ JWKS_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 export JWKS_MASTER_KEY
 HZ=$(getconf CLK_TCK)
 OUT=$(mktemp)
-args=(--host 127.0.0.1 --database :memory: --alg "$ALG")
+DBDIR=$(mktemp -d)
+db() { if [[ ${DB:-memory} == file ]]; then echo "$DBDIR/$1.db"; else echo :memory:; fi; }
+args=(--host 127.0.0.1 --alg "$ALG")
 "$A" --help | grep -q -- --auth-rate-limit && args+=(--auth-rate-limit 0)
 
-taskset -c "$SERVER_CPU" "$A" "${args[@]}" --port "$PORT_A" >/dev/null 2>&1 &
+taskset -c "$SERVER_CPU" "$A" "${args[@]}" --database "$(db a)" --port "$PORT_A" >/dev/null 2>&1 &
 PID_A=$!
-taskset -c "$SERVER_CPU" "$B" "${args[@]}" --port "$PORT_B" >/dev/null 2>&1 &
+taskset -c "$SERVER_CPU" "$B" "${args[@]}" --database "$(db b)" --port "$PORT_B" >/dev/null 2>&1 &
 PID_B=$!
-trap 'kill -CONT $PID_A $PID_B 2>/dev/null; kill $PID_A $PID_B 2>/dev/null; wait 2>/dev/null; rm -f "$OUT"' EXIT
+trap 'kill -CONT $PID_A $PID_B 2>/dev/null; kill $PID_A $PID_B 2>/dev/null; wait 2>/dev/null; rm -rf "$OUT" "$DBDIR"' EXIT
 for port in "$PORT_A" "$PORT_B"; do
     until curl -fso /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.05; done
 done

@@ -22,7 +22,7 @@ use crate::config::{
     RATE_LIMIT_WINDOW, Settings,
 };
 use crate::http::Limits;
-use crate::http::{AppState, router};
+use crate::http::{AppState, SharedState, router};
 use crate::keys::{Clock, Rotator, SystemClock};
 use crate::keys::{MasterKey, Sealer};
 use crate::ratelimit::RateLimiter;
@@ -211,16 +211,16 @@ impl Application {
             settings.token.ttl,
         );
         let cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
-        let state = AppState {
+        let state = AppState::new(SharedState {
             keys: rotator.handle(),
             rotator: rotator.clone(),
-            issuer: Arc::new(issuer),
+            issuer,
             clock,
             jwks_cache_control: HeaderValue::from_str(&cache_control).expect("digits and ASCII"),
             users: users.clone(),
             trust_proxy: settings.auth.trust_proxy,
             body_timeout: settings.http.request_timeout,
-        };
+        });
         Ok(Self {
             listener,
             addr,

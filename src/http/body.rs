@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::http::{HeaderMap, header};
+use hyper::body::Body as _;
 
 use super::error::ApiError;
 use crate::config::MAX_BODY_BYTES;
@@ -24,6 +25,10 @@ pub(super) async fn read_body(
         return Err(ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
         });
+    }
+    if body.is_end_stream() {
+        // `Content-Length: 0` or no body: nothing to wait for, so no timer to arm.
+        return Ok(Bytes::new());
     }
     match tokio::time::timeout(timeout, to_bytes(body, MAX_BODY_BYTES)).await {
         Err(_) => Err(ApiError::Timeout),

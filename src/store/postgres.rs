@@ -61,22 +61,33 @@ impl fmt::Debug for DatabaseUrl {
 
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // scheme://user:password@host/db -> scheme://user:***@host/db
-        match (self.0.find("://"), self.0.rfind('@')) {
+        // scheme://user:password@host/db?password=x -> scheme://user:***@host/db?password=***
+        let (base, query) = match self.0.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.0.as_str(), None),
+        };
+        match (base.find("://"), base.rfind('@')) {
             (Some(scheme_end), Some(at)) if at > scheme_end => {
-                let userinfo = &self.0[scheme_end + 3..at];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => write!(
-                        f,
-                        "{}{user}:***{}",
-                        &self.0[..scheme_end + 3],
-                        &self.0[at..]
-                    ),
-                    None => f.write_str(&self.0),
+                match base[scheme_end + 3..at].split_once(':') {
+                    Some((user, _)) => {
+                        write!(f, "{}{user}:***{}", &base[..scheme_end + 3], &base[at..])?;
+                    }
+                    None => f.write_str(base)?,
                 }
             }
-            _ => f.write_str(&self.0),
+            _ => f.write_str(base)?,
         }
+        let Some(query) = query else { return Ok(()) };
+        for (i, pair) in query.split('&').enumerate() {
+            f.write_str(if i == 0 { "?" } else { "&" })?;
+            match pair.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                    write!(f, "{name}=***")?;
+                }
+                _ => f.write_str(pair)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -479,6 +490,17 @@ mod tests {
         assert_eq!(
             DatabaseUrl::new("postgres://root@127.0.0.1/test".into()).to_string(),
             "postgres://root@127.0.0.1/test"
+        );
+        assert_eq!(
+            DatabaseUrl::new(
+                "postgres://db/keys?user=app&Password=s3cret&sslmode=require&password".into()
+            )
+            .to_string(),
+            "postgres://db/keys?user=app&Password=***&sslmode=require&password"
+        );
+        assert_eq!(
+            DatabaseUrl::new("postgres://app:a%40b@db/k?password=x@y".into()).to_string(),
+            "postgres://app:***@db/k?password=***"
         );
         assert!(DatabaseUrl::is_postgres("postgresql://x") && !DatabaseUrl::is_postgres("jwks.db"));
     }

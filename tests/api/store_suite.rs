@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jwks_server::keys::{Algorithm, KeyRecord, MasterKey, Schedule, Sealer, SigningKey};
 use jwks_server::store::{
     DatabaseUrl, KeyChange, KeyStore as _, LoginEvent, MemoryStore, NewUser, PostgresStore,
-    SqliteStore, Store, StoreError,
+    SqliteStore, Store, StoreError, UserStore as _,
 };
 
 use crate::helpers::test_master_key;
@@ -179,12 +179,74 @@ async fn the_sqlite_store_passes_the_suite() {
     .await;
 }
 
+/// A batch larger than one statement's chunk, with repeated and absent users, lands
+/// whole and in order, and stamps `last_login` of exactly the users in it.
+#[tokio::test]
+async fn a_large_sqlite_audit_batch_keeps_every_row_in_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("audit.db");
+    let store = SqliteStore::open(&path, Some(test_master_key()))
+        .await
+        .expect("open");
+    let mut ids = Vec::new();
+    for name in ["ann", "bob", "cy"] {
+        let id = store
+            .create_user(&NewUser {
+                username: name.into(),
+                email: format!("{name}@example.com"),
+                password_hash: "h".into(),
+            })
+            .await
+            .expect("user");
+        ids.push(id);
+    }
+    // 600 rows: ann, bob and anonymous ones; cy never logs in.
+    let events: Vec<LoginEvent> = (0..600)
+        .map(|i| LoginEvent {
+            user_id: [Some(ids[0]), Some(ids[1]), None][i % 3],
+            request_ip: format!("192.0.2.{}", i % 250),
+        })
+        .collect();
+    store.record_logins(&events).await.expect("logged");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("reader");
+    let rows: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT request_ip, user_id FROM auth_logs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    let expected: Vec<(String, Option<i64>)> = events
+        .iter()
+        .map(|e| (e.request_ip.clone(), e.user_id))
+        .collect();
+    assert_eq!(rows, expected);
+    let logged_in: Vec<(String, bool)> =
+        sqlx::query_as("SELECT username, last_login IS NOT NULL FROM users ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("users");
+    assert_eq!(
+        logged_in,
+        [
+            ("ann".to_owned(), true),
+            ("bob".to_owned(), true),
+            ("cy".to_owned(), false)
+        ]
+    );
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn the_postgres_store_passes_the_suite() {
     let Ok(url) = std::env::var("JWKS_TEST_POSTGRES_URL") else {
         return;
     };
     let url = DatabaseUrl::new(url);
+    let schemas = std::sync::Mutex::new(Vec::new());
     run_suite(async || {
         let mut bytes = [0u8; 6];
         aws_lc_rs::rand::fill(&mut bytes).expect("rng");
@@ -192,6 +254,7 @@ async fn the_postgres_store_passes_the_suite() {
             "suite_{}",
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
+        schemas.lock().expect("lock").push(schema.clone());
         let sealer = Sealer::new(MasterKey::from_passphrase("suite")).expect("sealer");
         let store = PostgresStore::connect(&url, Some(&schema), sealer)
             .await
@@ -203,4 +266,15 @@ async fn the_postgres_store_passes_the_suite() {
         Arc::new(store) as Arc<dyn Store>
     })
     .await;
+    // Leave the database as we found it.
+    let raw = std::env::var("JWKS_TEST_POSTGRES_URL").expect("url");
+    let pool = sqlx::PgPool::connect(&raw).await.expect("connect");
+    for schema in schemas.into_inner().expect("lock") {
+        let sql = format!("DROP SCHEMA \"{schema}\" CASCADE");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .expect("drop schema");
+    }
+    pool.close().await;
 }

@@ -341,12 +341,18 @@ if has 4; then
 fi
 
 # --- 5: rotation under load ------------------------------------------------------------
-# A new key every 2 s (RSA generation on the blocking pool, a persisted change and a new
-# snapshot each time), against scenario 1 and 2 at the default hourly rotation.
+# A new key every 2 s (RSA generation, a persisted change and a new snapshot each time),
+# against scenario 1 and 2 at the default hourly rotation; and at part load (2
+# connections leave the core idle part of the time), against the same load without
+# rotation.
 if has 5; then
     rot=(--rotation-interval 2s --publish-ahead 2s --jwks-max-age 1s --token-ttl 1s --clock-skew 0s)
     start_server rot-get "${rot[@]}"
     measure rot_get_c64 "$JWKS_PATH" get.lua 64
+    measure rot_get_c2 "$JWKS_PATH" get.lua 2
+    stop_server
+    start_server static-get
+    measure get_c2 "$JWKS_PATH" get.lua 2
     stop_server
     start_server rot-auth "${rot[@]}" --alg RS256
     measure rot_auth_RS256 /auth post.lua 64

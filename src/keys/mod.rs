@@ -8,6 +8,7 @@
 
 mod clock;
 mod jwk;
+mod keygen;
 mod keyset;
 mod record;
 mod rotator;

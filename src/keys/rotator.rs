@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 use super::clock::{Clock, UnixMillis, millis};
+use super::keygen;
 use super::keyset::{KeySet, KeySetHandle};
 use super::record::{KeyRecord, KeyState, Schedule};
-use super::signing::{Algorithm, SigningKey};
+use super::signing::Algorithm;
 use super::{KeyError, KeyId};
 use crate::store::{KeyChange, KeyStore, RotationLease, StoreError};
 
@@ -65,6 +66,20 @@ impl Lifecycle {
     /// generation and a late wake-up, without publishing keys absurdly early.
     fn lead_ms(&self) -> i64 {
         (self.interval_ms() / 4).max(1_000)
+    }
+
+    /// How long new keys with these schedules may take at idle CPU priority: half the
+    /// time left before the first of them must be published, so the normal-priority
+    /// fallback still has the other half. Zero when a key is needed at once (a fresh
+    /// chain, the expired key of a fresh start, a late step).
+    fn patience(&self, create: &[Schedule], now: UnixMillis) -> Duration {
+        let ahead = millis(self.publish_ahead);
+        let spare = create
+            .iter()
+            .map(|s| s.activates_at - ahead - now)
+            .min()
+            .unwrap_or(0);
+        Duration::from_millis(u64::try_from(spare / 2).unwrap_or(0))
     }
 
     fn schedule(&self, now: UnixMillis, activates_at: UnixMillis) -> Schedule {
@@ -318,12 +333,10 @@ impl Rotator {
     /// Plans, generates, persists and publishes; the caller holds the rotation lease.
     async fn rotate(&self) -> Result<UnixMillis, RotateError> {
         let current = self.keys.load_full();
-        let needed = self
-            .lifecycle
-            .plan(current.keys(), self.clock.now())
-            .create
-            .len();
-        let mut fresh = generate(self.lifecycle.alg, needed).await?;
+        let now = self.clock.now();
+        let needed = self.lifecycle.plan(current.keys(), now).create;
+        let patience = self.lifecycle.patience(&needed, now);
+        let mut fresh = keygen::generate(self.lifecycle.alg, needed.len(), patience).await?;
 
         // Schedules are fixed only after generation, so a slow RSA key does not shorten
         // the time its successor is published before it signs.
@@ -394,17 +407,6 @@ impl Rotator {
     }
 }
 
-async fn generate(alg: Algorithm, count: usize) -> Result<Vec<SigningKey>, KeyError> {
-    let tasks: Vec<_> = (0..count)
-        .map(|_| tokio::task::spawn_blocking(move || SigningKey::generate(alg)))
-        .collect();
-    let mut keys = Vec::with_capacity(count);
-    for task in tasks {
-        keys.push(task.await.map_err(|e| KeyError::Task(e.to_string()))??);
-    }
-    Ok(keys)
-}
-
 type StateSummary = Vec<(KeyId, KeyState)>;
 
 fn state_summary(set: &KeySet, now: UnixMillis) -> StateSummary {
@@ -446,7 +448,7 @@ fn log_transitions(before: &StateSummary, after: &StateSummary, published: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::ManualClock;
+    use crate::keys::{ManualClock, SigningKey};
     use crate::store::MemoryStore;
 
     const START: i64 = 1_700_000_000_000;

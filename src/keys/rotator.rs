@@ -380,7 +380,14 @@ impl Rotator {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut last_state = state_summary(&self.keys.load(), self.clock.now());
         loop {
-            let wait = match self.step().await {
+            // A step may wait minutes for a key generated at idle priority on a busy
+            // core; shutting down abandons it (nothing is persisted until the end, and
+            // a store transaction that is cut off rolls back).
+            let stepped = tokio::select! {
+                stepped = self.step() => stepped,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let wait = match stepped {
                 Ok(next) => {
                     Duration::from_millis(u64::try_from(next - self.clock.now()).unwrap_or(0))
                 }
@@ -677,6 +684,52 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("stops")
+            .expect("joins");
+    }
+
+    /// A store that stops answering `apply` once told to: a rotation step hangs in it.
+    #[derive(Debug, Default)]
+    struct Stalling {
+        keys: MemoryStore,
+        stalled: AtomicBool,
+    }
+
+    impl KeyStore for Stalling {
+        fn load_keys(
+            &self,
+        ) -> crate::store::BoxFuture<'_, Result<Vec<Arc<KeyRecord>>, StoreError>> {
+            self.keys.load_keys()
+        }
+        fn apply<'a>(
+            &'a self,
+            change: &'a KeyChange,
+        ) -> crate::store::BoxFuture<'a, Result<(), StoreError>> {
+            if self.stalled.load(Ordering::SeqCst) {
+                Box::pin(std::future::pending())
+            } else {
+                self.keys.apply(change)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_abandons_a_step_that_hangs() {
+        let clock = ManualClock::new(START);
+        let store = Arc::new(Stalling::default());
+        let rotator = Rotator::bootstrap(lifecycle(), store.clone(), Arc::new(clock.clone()))
+            .await
+            .expect("bootstrap");
+        store.stalled.store(true, Ordering::SeqCst);
+        // Past the first key's retirement: the next step must persist a successor.
+        clock.advance(Duration::from_secs(24 * 3600));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(rotator.run(rx));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!task.is_finished(), "the step hangs in the store");
+        tx.send(true).expect("send");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops although its step never finishes")
             .expect("joins");
     }
 

@@ -4,8 +4,10 @@
 //! (BENCHMARKS.md). So when there is time to spare, each key is first generated on a
 //! thread of its own at idle CPU priority (`SCHED_IDLE`: it runs only when the core has
 //! nothing else to do). A key that is not done within its patience is generated again
-//! at normal priority on the blocking pool, and the first of the two to finish is used,
-//! so a busy core delays a key by at most its patience, never past its deadline.
+//! at normal priority on the blocking pool, and the first of the two to finish is used:
+//! a busy core delays a key by at most its patience, which the rotator sets to half the
+//! time left before the key must be published, so the other half remains for the
+//! normal-priority generation.
 
 use std::time::Duration;
 

@@ -69,6 +69,7 @@ impl KeySet {
         points.dedup();
 
         let mut epochs: Vec<Epoch> = Vec::with_capacity(points.len());
+        let mut previous: Vec<&Arc<KeyRecord>> = Vec::new();
         for (i, &start) in points.iter().enumerate() {
             let end = points.get(i + 1).copied().unwrap_or(i64::MAX);
             let published: Vec<&Arc<KeyRecord>> = keys
@@ -79,10 +80,12 @@ impl KeySet {
                 .iter()
                 .find(|k| k.schedule.is_active_at(start))
                 .cloned();
+            let unchanged = previous
+                .iter()
+                .map(|k| &k.kid)
+                .eq(published.iter().map(|k| &k.kid));
             let (jwks, etag) = match epochs.last() {
-                Some(prev) if same_keys(&keys, prev, &published) => {
-                    (prev.jwks.clone(), prev.etag.clone())
-                }
+                Some(prev) if unchanged => (prev.jwks.clone(), prev.etag.clone()),
                 _ => serialize(&published),
             };
             epochs.push(Epoch {
@@ -93,6 +96,7 @@ impl KeySet {
                 etag,
                 published: published.len(),
             });
+            previous = published;
         }
         Self { keys, epochs }
     }
@@ -126,13 +130,6 @@ impl KeySet {
         let end = self.at(now).end;
         (end != i64::MAX).then_some(end)
     }
-}
-
-fn same_keys(keys: &[Arc<KeyRecord>], prev: &Epoch, published: &[&Arc<KeyRecord>]) -> bool {
-    let before = keys
-        .iter()
-        .filter(|k| k.schedule.is_published_at(prev.start));
-    before.map(|k| &k.kid).eq(published.iter().map(|k| &k.kid))
 }
 
 fn serialize(published: &[&Arc<KeyRecord>]) -> (Bytes, Bytes) {

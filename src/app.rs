@@ -1,6 +1,7 @@
-//! [`Application`]: binds the listener first, loads or creates the keys, then serves
-//! HTTP/1.1 connections until told to stop, draining in-flight requests, stopping the
-//! rotation task and closing the store on the way out.
+//! Start-up and shutdown. [`build_state`] turns settings and an open store into
+//! everything a request needs ([`Services`]); [`Application`] binds, serves HTTP/1.1
+//! connections until told to stop, drains in-flight requests, then hands over to
+//! [`Background::stop`], the one place that stops what outlives requests, in order.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,25 +17,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-use crate::config::MasterKeySource;
 use crate::config::{
-    DRAIN_TIMEOUT, DatabaseSettings, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS,
-    RATE_LIMIT_WINDOW, Settings,
+    DRAIN_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS, RATE_LIMIT_WINDOW,
+    Settings,
 };
-use crate::http::Limits;
-use crate::http::{AppState, SharedState, router};
-use crate::keys::{Clock, Rotator, SystemClock};
-use crate::keys::{MasterKey, Sealer};
+use crate::http::{AppState, Limits, SharedState, router};
+use crate::keys::{Clock, KeyStore, RotateError, Rotator, SystemClock};
+use crate::persist::StoreError;
 use crate::ratelimit::RateLimiter;
-use crate::store::{KeyStore, MemoryStore, PostgresStore, SqliteStore, Store, UserStore};
+use crate::store::Store;
 use crate::token::Issuer;
-use crate::users::{AuditLog, PasswordHasher, Users};
+use crate::users::{AuditLog, AuditWriter, PasswordHasher, UserStore, Users};
 
-/// Why the application could not start or stopped with an error.
+/// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -43,102 +42,140 @@ pub enum AppError {
         source: std::io::Error,
     },
     /// Keys could not be loaded or created.
-    #[error("cannot prepare signing keys: {0}")]
-    Keys(#[from] crate::keys::RotateError),
-    /// The master key is malformed or unreadable.
-    #[error("master key: {0}")]
-    MasterKey(String),
-    /// The key store could not be opened.
-    #[error("cannot open the key store: {0}")]
-    Store(String),
+    #[error("cannot prepare signing keys")]
+    Keys(#[from] RotateError),
+    /// The store could not be opened.
+    #[error("cannot open the key store")]
+    Store(#[from] StoreError),
 }
 
-/// The master key named by `source`; `None` when none was given (a SQLite database then
-/// keeps a key file beside itself).
-///
-/// # Errors
-/// [`AppError::MasterKey`] if the key is malformed or its file unreadable.
-pub fn master_key(source: &MasterKeySource) -> Result<Option<MasterKey>, AppError> {
-    let bad = |what: String| AppError::MasterKey(what);
-    match source {
-        MasterKeySource::Base64(secret) => MasterKey::from_base64(secret.expose())
-            .map(Some)
-            .map_err(|e| bad(format!("JWKS_MASTER_KEY: {e}"))),
-        MasterKeySource::Passphrase(secret) => {
-            Ok(Some(MasterKey::from_passphrase(secret.expose())))
-        }
-        MasterKeySource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
-            MasterKey::from_base64(&text)
-                .map(Some)
-                .map_err(|e| bad(format!("{}: {e}", path.display())))
-        }
-        MasterKeySource::BesideDatabase => Ok(None),
-    }
+/// Everything a request needs, over an open store, and the owner of what runs behind it.
+#[derive(Debug)]
+pub struct Services {
+    /// What handlers read: the key-set handle, the issuer, users, settings of the layer.
+    pub state: AppState,
+    /// The per-route rate limiters.
+    pub limits: Limits,
+    /// The audit writer, the rotation task and the store, stopped in order at the end.
+    pub background: Background,
 }
 
-/// Opens the configured store, running its migrations.
+/// Builds everything a request needs: bootstraps the keys (loads them, brings the
+/// schedule up to date, persists what that created), starts the audit writer and sets
+/// up the password hasher, rate limiters and issuer. Reused by the server, by tests
+/// and by anything that must answer requests without a socket. The rotation task is not
+/// started here; [`Background::start_rotation`] starts it.
 ///
 /// # Errors
-/// [`AppError`] if the database cannot be opened or the master key is unusable.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, AppError> {
-    let store: Arc<dyn Store> = match &settings.database {
-        DatabaseSettings::Memory => Arc::new(MemoryStore::default()),
-        DatabaseSettings::Sqlite(path) => {
-            let master = master_key(&settings.master_key)?;
-            let store = SqliteStore::open(path, master)
-                .await
-                .map_err(|e| AppError::Store(e.to_string()))?;
-            tracing::info!(database = %path.display(), "using SQLite");
-            Arc::new(store)
-        }
-        DatabaseSettings::Postgres(url) => {
-            let master = master_key(&settings.master_key)?.ok_or_else(|| {
-                AppError::Store(
-                    "PostgreSQL needs the master key shared by all replicas: set JWKS_MASTER_KEY, NOT_MY_KEY or \
-                     --master-key-file"
-                        .into(),
-                )
-            })?;
-            let sealer = Sealer::new(master).map_err(|e| AppError::Store(e.to_string()))?;
-            let store = PostgresStore::connect(url, None, sealer)
-                .await
-                .map_err(|e| AppError::Store(e.to_string()))?;
-            tracing::info!(database = %url, "using PostgreSQL");
-            Arc::new(store)
-        }
+/// [`AppError::Keys`] if the keys cannot be loaded or created.
+pub async fn build_state(
+    settings: &Settings,
+    issuer: String,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Services, AppError> {
+    let key_store: Arc<dyn KeyStore> = store.clone();
+    let user_store: Arc<dyn UserStore> = store.clone();
+    let rotator = Rotator::bootstrap(settings.keys, key_store, Arc::clone(&clock)).await?;
+    let (audit, audit_writer) = AuditLog::spawn(user_store.clone());
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let users = Users::new(
+        user_store,
+        PasswordHasher::new(cores),
+        audit,
+        settings.auth.mode,
+    );
+    let limiter = |per_second: u32| {
+        RateLimiter::new(per_second, RATE_LIMIT_WINDOW, RATE_LIMIT_MAX_CLIENTS).map(Arc::new)
     };
-    Ok(store)
+    let limits = Limits {
+        auth: limiter(settings.auth.auth_rate_limit),
+        register: limiter(settings.auth.register_rate_limit),
+    };
+    let issuer = Issuer::new(issuer, settings.token.audience.clone(), settings.token.ttl);
+    let cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
+    let state = AppState::new(SharedState {
+        keys: rotator.handle(),
+        rotator: rotator.clone(),
+        issuer,
+        clock,
+        jwks_cache_control: HeaderValue::from_str(&cache_control).expect("digits and ASCII"),
+        users,
+        trust_proxy: settings.auth.trust_proxy,
+        body_timeout: settings.http.request_timeout,
+    });
+    let (stop_rotation, _) = watch::channel(false);
+    Ok(Services {
+        state,
+        limits,
+        background: Background {
+            audit_writer,
+            rotator,
+            rotation: None,
+            stop_rotation,
+            store,
+        },
+    })
 }
 
-/// Re-seals every stored key under `new` (`jwks-server keys rewrap`); returns how many.
+/// The one owner of what outlives requests. [`Background::stop`] stops it in this order,
+/// each step after the one before has finished:
+/// 1. the audit writer: refuses new rows, commits every queued row, exits (requests
+///    must have drained first, or their rows would be refused);
+/// 2. the rotation task: told to stop, it abandons a step in progress (nothing of a
+///    step is persisted before its one transaction, and a cut-off transaction rolls back);
+/// 3. the store: closed last, after its last use by either (SQLite folds its
+///    write-ahead log into the main file).
 ///
-/// # Errors
-/// [`AppError`] if the store cannot be opened with the current master key, or the
-/// rewrap fails (then nothing changed).
-pub async fn rewrap_keys(settings: &Settings, new: MasterKey) -> Result<usize, AppError> {
-    let new = Sealer::new(new).map_err(|e| AppError::MasterKey(e.to_string()))?;
-    let store_error = |e: crate::store::StoreError| AppError::Store(e.to_string());
-    match &settings.database {
-        DatabaseSettings::Memory => Err(AppError::Store(
-            "an in-memory database has nothing to rewrap".into(),
-        )),
-        DatabaseSettings::Sqlite(path) => {
-            let store = SqliteStore::open(path, master_key(&settings.master_key)?)
-                .await
-                .map_err(store_error)?;
-            store.rewrap(&new).await.map_err(store_error)
+/// Each step waits at most [`DRAIN_TIMEOUT`].
+#[derive(Debug)]
+pub struct Background {
+    /// The group-commit writer of `auth_logs`; stopped first.
+    audit_writer: AuditWriter,
+    /// The rotator the task runs; requests read its key-set handle.
+    rotator: Rotator,
+    /// The rotation task, once started; stopped second.
+    rotation: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the rotation task to stop.
+    stop_rotation: watch::Sender<bool>,
+    /// The database of keys and users; closed last.
+    store: Arc<dyn Store>,
+}
+
+impl Background {
+    /// Starts the rotation task (once; later calls do nothing).
+    pub fn start_rotation(&mut self) {
+        if self.rotation.is_none() {
+            let stop = self.stop_rotation.subscribe();
+            self.rotation = Some(tokio::spawn(self.rotator.clone().run(stop)));
         }
-        DatabaseSettings::Postgres(url) => {
-            let master = master_key(&settings.master_key)?.ok_or_else(|| {
-                AppError::MasterKey("set the current master key to rewrap".into())
-            })?;
-            let sealer = Sealer::new(master).map_err(|e| AppError::MasterKey(e.to_string()))?;
-            let store = PostgresStore::connect(url, None, sealer)
-                .await
-                .map_err(store_error)?;
-            store.rewrap(&new).await.map_err(store_error)
+    }
+
+    /// The rotator, e.g. for tests that step it with a manual clock.
+    #[must_use]
+    pub fn rotator(&self) -> &Rotator {
+        &self.rotator
+    }
+
+    /// Stops the audit writer, the rotation task and the store, in that order.
+    pub async fn stop(self) {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.audit_writer.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit log writer did not finish in time");
+        }
+        let _ = self.stop_rotation.send(true);
+        if let Some(rotation) = self.rotation
+            && tokio::time::timeout(DRAIN_TIMEOUT, rotation).await.is_err()
+        {
+            tracing::warn!("the rotation task did not stop in time");
+        }
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the store did not close in time");
         }
     }
 }
@@ -146,26 +183,28 @@ pub async fn rewrap_keys(settings: &Settings, new: MasterKey) -> Result<usize, A
 /// A server that is bound and has its keys, ready to run.
 #[derive(Debug)]
 pub struct Application {
+    /// The bound socket; dropped when shutdown begins, so no new connection is accepted.
     listener: TcpListener,
+    /// Its address (the real port when 0 was asked for).
     addr: SocketAddr,
+    /// The routes; dropped after the drain.
     router: Router,
-    /// The handlers' state, for the JWKS fast path in front of the router.
+    /// The handlers' state, also for the JWKS fast path in front of the router.
     state: AppState,
-    rotator: Rotator,
-    audit_writer: tokio::task::JoinHandle<()>,
-    users: Users,
+    /// Stopped after the drain, in its documented order.
+    background: Background,
+    /// The settings it was built from.
     settings: Settings,
-    /// Closed last, once requests, the audit writer and the rotator have stopped.
-    store: Arc<dyn Store>,
 }
 
 impl Application {
-    /// Binds, opens the store and prepares the keys, with the system clock.
+    /// Opens the configured store, binds, and prepares the keys, with the system clock.
     ///
     /// # Errors
-    /// [`AppError`] if the address is taken or the keys cannot be prepared.
+    /// [`AppError`] if the store cannot be opened, the address is taken or the keys
+    /// cannot be prepared.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
-        let store = open_store(&settings).await?;
+        let store = crate::store::open(&settings.database, &settings.master_key).await?;
         Self::build_with(settings, store, Arc::new(SystemClock)).await
     }
 
@@ -178,8 +217,8 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
-        // Bind first: connections that arrive while keys are prepared wait in the
-        // listen backlog and are answered as soon as the keys exist.
+        // Bind before the keys are prepared: connections that arrive meanwhile wait in
+        // the listen backlog and are answered as soon as the keys exist.
         let addr = settings.http.addr;
         let listener = TcpListener::bind(addr)
             .await
@@ -187,57 +226,15 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
-        let key_store: Arc<dyn KeyStore> = store.clone();
-        let user_store: Arc<dyn UserStore> = store.clone();
-        let rotator = Rotator::bootstrap(settings.keys, key_store, Arc::clone(&clock)).await?;
-        let (audit, audit_writer) = AuditLog::spawn(user_store.clone());
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        let users = Users::new(
-            user_store,
-            PasswordHasher::new(cores),
-            audit,
-            settings.auth.mode,
-        );
-        let limiter = |per_second: u32| {
-            RateLimiter::new(per_second, RATE_LIMIT_WINDOW, RATE_LIMIT_MAX_CLIENTS).map(Arc::new)
-        };
-        let limits = Limits {
-            auth: limiter(settings.auth.auth_rate_limit),
-            register: limiter(settings.auth.register_rate_limit),
-        };
-        let issuer = Issuer::new(
-            settings.issuer_for(addr),
-            settings.token.audience.clone(),
-            settings.token.ttl,
-        );
-        let cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
-        let state = AppState::new(SharedState {
-            keys: rotator.handle(),
-            rotator: rotator.clone(),
-            issuer,
-            clock,
-            jwks_cache_control: HeaderValue::from_str(&cache_control).expect("digits and ASCII"),
-            users: users.clone(),
-            trust_proxy: settings.auth.trust_proxy,
-            body_timeout: settings.http.request_timeout,
-        });
+        let services = build_state(&settings, settings.issuer_for(addr), store, clock).await?;
         Ok(Self {
             listener,
             addr,
-            router: router(state.clone(), limits),
-            state,
-            rotator,
-            audit_writer,
-            users,
+            router: router(services.state.clone(), services.limits),
+            state: services.state,
+            background: services.background,
             settings,
-            store,
         })
-    }
-
-    /// The bound port (useful with port 0).
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.addr.port()
     }
 
     /// The bound address.
@@ -249,20 +246,20 @@ impl Application {
     /// The password hasher, e.g. for tests that read its counters.
     #[must_use]
     pub fn password_hasher(&self) -> PasswordHasher {
-        self.users.hasher().clone()
+        self.state.users.hasher().clone()
     }
 
     /// The rotator, e.g. for tests that step it with a manual clock.
     #[must_use]
     pub fn rotator(&self) -> Rotator {
-        self.rotator.clone()
+        self.background.rotator().clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, drains in-flight
-    /// requests (up to a deadline) and stops the rotation task.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let rotation = tokio::spawn(self.rotator.clone().run(stop_rx));
+    /// requests (up to [`DRAIN_TIMEOUT`]) and stops the background work
+    /// ([`Background::stop`]).
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send) {
+        self.background.start_rotation();
         tracing::info!(addr = %self.addr, alg = %self.settings.keys.alg, "listening");
 
         let graceful = GracefulShutdown::new();
@@ -315,25 +312,9 @@ impl Application {
         {
             tracing::warn!("drain deadline passed; closing remaining connections");
         }
-        // Every request still holding the audit log has finished; dropping the last
-        // handle lets the writer commit what is queued and stop.
         drop(self.router);
-        drop(self.users);
         drop(self.state);
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.audit_writer)
-            .await
-            .is_err()
-        {
-            tracing::warn!("audit log writer did not finish in time");
-        }
-        let _ = stop_tx.send(true);
-        let _ = rotation.await;
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.store.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!("the store did not close in time");
-        }
+        self.background.stop().await;
         tracing::info!("stopped");
     }
 }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use crate::cli::{AuthModeArg, LogFormat, ServeArgs};
 use crate::keys::Lifecycle;
-use crate::store::DatabaseUrl;
 use crate::users::AuthMode;
+
+mod database_url;
+pub use database_url::DatabaseUrl;
 
 /// Largest request body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

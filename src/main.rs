@@ -7,7 +7,7 @@ use clap::Parser as _;
 use jwks_server::app::Application;
 use jwks_server::cli::{Cli, Command, KeysCommand};
 use jwks_server::config::Settings;
-use jwks_server::keys::MasterKey;
+use jwks_server::keys::{MasterKey, Sealer};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,9 +28,10 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Migrate => block_on(async {
-            jwks_server::app::open_store(&settings)
+            let store = jwks_server::store::open(&settings.database, &settings.master_key)
                 .await
                 .context("migration failed")?;
+            store.close().await;
             tracing::info!("database schema is up to date");
             Ok(())
         }),
@@ -42,10 +43,14 @@ fn main() -> ExitCode {
             let text = std::fs::read_to_string(&new_master_key_file)
                 .with_context(|| format!("cannot read {}", new_master_key_file.display()))?;
             let new = MasterKey::from_base64(&text)
+                .and_then(Sealer::new)
                 .with_context(|| format!("{}", new_master_key_file.display()))?;
-            let count = jwks_server::app::rewrap_keys(&settings, new)
+            let store = jwks_server::store::open(&settings.database, &settings.master_key)
                 .await
                 .context("rewrap failed")?;
+            let rewrapped = store.rewrap(&new).await;
+            store.close().await;
+            let count = rewrapped.context("rewrap failed")?;
             tracing::info!(keys = count, file = %new_master_key_file.display(), "re-sealed every key; start with the new master key");
             Ok(())
         }),

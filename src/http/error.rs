@@ -137,6 +137,10 @@ impl From<crate::users::UserError> for ApiError {
                 tracing::warn!(%error, "user store unavailable");
                 Self::Unavailable("the user database is unreachable; try again shortly")
             }
+            UserError::Audit(error) => {
+                tracing::warn!(%error, "audit log unavailable");
+                Self::Unavailable("the user database is unreachable; try again shortly")
+            }
             other => Self::Internal(other.to_string()),
         }
     }

@@ -37,7 +37,7 @@ pub(super) async fn generate(
         .collect();
     let mut keys = Vec::with_capacity(count);
     for task in tasks {
-        keys.push(task.await.map_err(|e| KeyError::Task(e.to_string()))??);
+        keys.push(task.await.map_err(KeyError::Task)??);
     }
     Ok(keys)
 }
@@ -45,7 +45,7 @@ pub(super) async fn generate(
 async fn at_normal_priority(alg: Algorithm) -> Result<SigningKey, KeyError> {
     tokio::task::spawn_blocking(move || SigningKey::generate(alg))
         .await
-        .map_err(|e| KeyError::Task(e.to_string()))?
+        .map_err(KeyError::Task)?
 }
 
 /// One key at idle priority, or at normal priority once `patience` has run out.

@@ -1,10 +1,8 @@
-//! Rotation: planning each key's schedule ([`Lifecycle`]) and the background task that
-//! keeps the schedule ahead of the clock ([`Rotator`]).
-//!
-//! Keys move through their states by time alone (see [`super::Schedule`]); what the
-//! rotator does is create the next key early enough, postpone a retirement when it
-//! could not, drop keys that expired, persist each change in one transaction, and only
-//! then publish the new snapshot.
+//! The background task that keeps the key schedule ahead of the clock: each step loads
+//! (when the store moved on), plans with [`Lifecycle::plan`], generates the keys the plan
+//! needs, applies the change over the version it was planned from, and only then
+//! publishes the new snapshot. Planning itself is pure and lives in `lifecycle.rs`;
+//! leadership among replicas in `leadership.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,170 +14,12 @@ use tokio::sync::watch;
 use super::clock::{Clock, UnixMillis, millis};
 use super::keygen;
 use super::keyset::{KeySet, KeySetHandle};
-use super::record::{KeyRecord, KeyState, Schedule};
-use super::signing::Algorithm;
+use super::leadership::{Leadership, SHARED_POLL};
+use super::lifecycle::Lifecycle;
+use super::record::{KeyRecord, KeyState};
+use super::store::{KeyChange, KeyStore, KeyVersion};
 use super::{KeyError, KeyId};
-use crate::store::{KeyChange, KeyStore, RotationLease, StoreError};
-
-/// The settings that shape every key's schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lifecycle {
-    /// Algorithm of newly generated keys.
-    pub alg: Algorithm,
-    /// How long each key signs.
-    pub rotation_interval: Duration,
-    /// How long a key is published before it signs.
-    pub publish_ahead: Duration,
-    /// The longest lifetime of a token.
-    pub token_ttl: Duration,
-    /// Allowance for verifiers whose clocks run behind ours.
-    pub clock_skew: Duration,
-}
-
-/// What one rotation step must do, computed from the keys and the time alone.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// Schedules of keys to generate, in activation order.
-    pub create: Vec<Schedule>,
-    /// A key whose retirement must be postponed, with its new schedule.
-    pub postpone: Option<(KeyId, Schedule)>,
-    /// Expired keys to forget (all but the newest expired one).
-    pub remove: Vec<KeyId>,
-}
-
-/// Extra lead given to a key published later than planned, so that the time spent
-/// persisting and swapping the snapshot does not eat into `publish_ahead`. Capped at
-/// half the creation lead, so a successor created on time never postpones its
-/// predecessor.
-const PUBLISH_SLACK_MS: i64 = 1_000;
-
-impl Lifecycle {
-    fn interval_ms(&self) -> i64 {
-        millis(self.rotation_interval).max(1)
-    }
-
-    fn after_retirement_ms(&self) -> i64 {
-        millis(self.token_ttl) + millis(self.clock_skew)
-    }
-
-    /// How long before its deadline the next key is created: room for a slow RSA
-    /// generation and a late wake-up, without publishing keys absurdly early.
-    fn lead_ms(&self) -> i64 {
-        (self.interval_ms() / 4).max(1_000)
-    }
-
-    /// How long new keys with these schedules may take at idle CPU priority: half the
-    /// time left before the first of them must be published, so the normal-priority
-    /// fallback still has the other half. Zero when a key is needed at once (a fresh
-    /// chain, the expired key of a fresh start, a late step).
-    fn patience(&self, create: &[Schedule], now: UnixMillis) -> Duration {
-        let ahead = millis(self.publish_ahead);
-        let spare = create
-            .iter()
-            .map(|s| s.activates_at - ahead - now)
-            .min()
-            .unwrap_or(0);
-        Duration::from_millis(u64::try_from(spare / 2).unwrap_or(0))
-    }
-
-    fn schedule(&self, now: UnixMillis, activates_at: UnixMillis) -> Schedule {
-        let retires_at = activates_at + self.interval_ms();
-        Schedule {
-            created_at: now,
-            published_at: now,
-            activates_at,
-            retires_at,
-            expires_at: retires_at + self.after_retirement_ms(),
-        }
-    }
-
-    /// A schedule that lies wholly in the past, for the key that signs `?expired=true`
-    /// tokens on a fresh start. It was never published.
-    #[must_use]
-    pub fn expired_schedule(&self, now: UnixMillis) -> Schedule {
-        let expires_at = now - 1_000;
-        let retires_at = expires_at - self.after_retirement_ms();
-        let activates_at = retires_at - self.interval_ms();
-        Schedule {
-            created_at: now,
-            published_at: activates_at,
-            activates_at,
-            retires_at,
-            expires_at,
-        }
-    }
-
-    /// The key with the latest retirement: the end of the signing chain.
-    fn tail(keys: &[Arc<KeyRecord>], now: UnixMillis) -> Option<&Arc<KeyRecord>> {
-        keys.iter()
-            .filter(|k| k.schedule.retires_at > now)
-            .max_by_key(|k| k.schedule.retires_at)
-    }
-
-    /// Plans the keys needed so that, from `now`, one key is always active and each new
-    /// key is published at least `publish_ahead` before it signs.
-    #[must_use]
-    pub fn plan(&self, keys: &[Arc<KeyRecord>], now: UnixMillis) -> Plan {
-        let mut plan = Plan::default();
-        let mut expired: Vec<&Arc<KeyRecord>> = keys
-            .iter()
-            .filter(|k| k.schedule.state_at(now) == KeyState::Expired)
-            .collect();
-        expired.sort_by_key(|k| std::cmp::Reverse(k.schedule.expires_at));
-        if expired.is_empty() {
-            plan.create.push(self.expired_schedule(now));
-        }
-        plan.remove = expired.iter().skip(1).map(|k| k.kid.clone()).collect();
-
-        let ahead = millis(self.publish_ahead);
-        let horizon = now + ahead + self.lead_ms();
-        let mut tail = match Self::tail(keys, now) {
-            Some(key) => key.schedule,
-            None => {
-                // Nothing signs (fresh start, or a restart after the schedule ran out):
-                // the first key of a new chain signs at once; no client can hold a
-                // stale JWKS that lacks it, because no key was active to cache.
-                let first = self.schedule(now, now);
-                plan.create.push(first);
-                first
-            }
-        };
-        let mut tail_is_new = Self::tail(keys, now).is_none();
-        while tail.retires_at < horizon {
-            let activates_at = tail
-                .retires_at
-                .max(now + ahead + PUBLISH_SLACK_MS.min(ahead).min(self.lead_ms() / 2));
-            if activates_at > tail.retires_at {
-                let postponed = Schedule {
-                    retires_at: activates_at,
-                    expires_at: activates_at + self.after_retirement_ms(),
-                    ..tail
-                };
-                if tail_is_new {
-                    *plan.create.last_mut().expect("a new tail was pushed") = postponed;
-                } else if let Some(key) = Self::tail(keys, now) {
-                    plan.postpone = Some((key.kid.clone(), postponed));
-                }
-            }
-            let next = self.schedule(now, activates_at);
-            plan.create.push(next);
-            tail = next;
-            tail_is_new = true;
-        }
-        plan
-    }
-
-    /// When the rotator must next look at `keys`: when the next key is due to be
-    /// created, or when a key changes state (to log it and drop expired keys).
-    #[must_use]
-    pub fn next_wake(&self, set: &KeySet, now: UnixMillis) -> UnixMillis {
-        let due = Self::tail(set.keys(), now).map_or(now, |k| {
-            k.schedule.retires_at - millis(self.publish_ahead) - self.lead_ms()
-        });
-        let transition = set.next_transition(now).unwrap_or(i64::MAX);
-        due.min(transition).max(now)
-    }
-}
+use crate::persist::StoreError;
 
 /// Why a rotation step failed. The step changed nothing; the rotator retries.
 #[derive(Debug, thiserror::Error)]
@@ -187,62 +27,41 @@ pub enum RotateError {
     /// Key generation failed.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// Persisting the change failed.
+    /// Reading or persisting the keys failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// The background task that owns key rotation.
+/// The background task that owns key rotation. Clones share one task state.
 #[derive(Debug, Clone)]
 pub struct Rotator {
     lifecycle: Lifecycle,
     store: Arc<dyn KeyStore>,
+    /// The published snapshot; only the rotator swaps it.
     keys: KeySetHandle,
     clock: Arc<dyn Clock>,
-    /// Serializes steps (the background task, tests, a future admin command), so two
-    /// steps never plan from the same snapshot and create the same successor twice.
-    step_lock: Arc<tokio::sync::Mutex<()>>,
-    /// State kept between steps for stores shared by several replicas.
-    shared: Arc<tokio::sync::Mutex<SharedState>>,
+    /// What steps share, behind the lock that serializes them (the background task,
+    /// tests, a future admin command): two steps never plan from the same snapshot and
+    /// create the same successor twice.
+    steps: Arc<tokio::sync::Mutex<StepState>>,
     /// Whether the last step reached the store.
     store_ok: Arc<AtomicBool>,
 }
 
-#[derive(Debug, Default)]
-struct SharedState {
-    /// The rotation lease, while this process leads.
-    lease: Option<Box<dyn RotationLease>>,
-    /// The store's key version the published snapshot reflects.
-    seen_version: Option<i64>,
+/// What one step hands the next.
+#[derive(Debug)]
+struct StepState {
+    /// The store version the published snapshot reflects: every change is applied over
+    /// it, and a store that moved on is reloaded.
+    version: KeyVersion,
+    /// The rotation lease, for stores shared by several replicas.
+    leadership: Leadership,
 }
-
-/// How often a replica on a shared store checks for keys another replica added. The
-/// publish-ahead time must exceed it, so a key is everywhere before it signs.
-pub const SHARED_POLL: Duration = Duration::from_secs(1);
 
 /// How long the rotator waits before retrying a failed step.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Rotator {
-    /// A rotator that keeps `keys` current, persisting through `store`.
-    #[must_use]
-    pub fn new(
-        lifecycle: Lifecycle,
-        store: Arc<dyn KeyStore>,
-        keys: KeySetHandle,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            lifecycle,
-            store,
-            keys,
-            clock,
-            step_lock: Arc::default(),
-            shared: Arc::default(),
-            store_ok: Arc::new(AtomicBool::new(true)),
-        }
-    }
-
     /// Loads the stored keys, brings the schedule up to date and builds the first
     /// snapshot. Runs before the server accepts connections.
     ///
@@ -254,8 +73,17 @@ impl Rotator {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, RotateError> {
         let stored = store.load_keys().await?;
-        let keys = KeySetHandle::new(KeySet::build(stored, clock.now()));
-        let rotator = Self::new(lifecycle, store, keys, clock);
+        let rotator = Self {
+            lifecycle,
+            keys: KeySetHandle::new(KeySet::build(stored.value, clock.now())),
+            store,
+            clock,
+            steps: Arc::new(tokio::sync::Mutex::new(StepState {
+                version: stored.version,
+                leadership: Leadership::default(),
+            })),
+            store_ok: Arc::new(AtomicBool::new(true)),
+        };
         rotator.step().await?;
         Ok(rotator)
     }
@@ -272,8 +100,8 @@ impl Rotator {
     /// # Errors
     /// [`RotateError`]; then nothing was persisted or published.
     pub async fn step(&self) -> Result<UnixMillis, RotateError> {
-        let _serialized = self.step_lock.lock().await;
-        let result = self.step_serialized().await;
+        let mut state = self.steps.lock().await;
+        let result = self.step_serialized(&mut state).await;
         self.store_ok.store(
             !matches!(result, Err(RotateError::Store(_))),
             Ordering::Relaxed,
@@ -288,50 +116,50 @@ impl Rotator {
         self.store_ok.load(Ordering::Relaxed)
     }
 
-    async fn step_serialized(&self) -> Result<UnixMillis, RotateError> {
-        if !self.store.is_shared() {
-            return self.rotate().await;
-        }
-        let mut shared = self.shared.lock().await;
-        let version = self.store.key_version().await?;
-        if shared.seen_version != Some(version) {
-            let keys = self.store.load_keys().await?;
-            self.keys.publish(KeySet::build(keys, self.clock.now()));
-            shared.seen_version = Some(version);
-            tracing::debug!(version, "loaded the stored keys");
-        }
-        let held = match &shared.lease {
-            Some(lease) => lease.is_held().await,
-            None => false,
-        };
-        if !held {
-            if shared.lease.take().is_some() {
-                tracing::warn!("lost the rotation lease");
+    async fn step_serialized(&self, state: &mut StepState) -> Result<UnixMillis, RotateError> {
+        let shared = self.store.is_shared();
+        if shared {
+            // Followers and the leader alike pick up what another replica wrote.
+            if self.store.key_version().await? != state.version {
+                self.reload(state).await?;
             }
-            shared.lease = self.store.try_lease().await?;
-            if shared.lease.is_some() {
-                tracing::info!("leading key rotation");
+            if !state.leadership.ensure(&*self.store).await? {
+                let now = self.clock.now();
+                let set = self.keys.load();
+                return Ok(self
+                    .lifecycle
+                    .next_wake(&set, now)
+                    .min(now + millis(SHARED_POLL)));
             }
         }
-        let poll = self.clock.now() + millis(SHARED_POLL);
-        if shared.lease.is_none() {
-            let set = self.keys.load();
-            return Ok(self.lifecycle.next_wake(&set, self.clock.now()).min(poll));
-        }
-        let next = match self.rotate().await {
+        let next = match self.rotate(state).await {
             Err(RotateError::Store(StoreError::Stale)) => {
-                // Another replica changed the keys first; reload on the next step.
-                shared.seen_version = None;
+                // Another writer changed the keys first: reload and plan again at once.
+                self.reload(state).await?;
                 return Ok(self.clock.now());
             }
             other => other?,
         };
-        shared.seen_version = Some(self.store.key_version().await?);
-        Ok(next.min(poll))
+        Ok(if shared {
+            next.min(self.clock.now() + millis(SHARED_POLL))
+        } else {
+            next
+        })
     }
 
-    /// Plans, generates, persists and publishes; the caller holds the rotation lease.
-    async fn rotate(&self) -> Result<UnixMillis, RotateError> {
+    /// Publishes what the store holds now, and remembers its version.
+    async fn reload(&self, state: &mut StepState) -> Result<(), StoreError> {
+        let stored = self.store.load_keys().await?;
+        self.keys
+            .publish(KeySet::build(stored.value, self.clock.now()));
+        state.version = stored.version;
+        tracing::debug!(version = stored.version.get(), "loaded the stored keys");
+        Ok(())
+    }
+
+    /// Plans, generates, persists over `state.version` and publishes; the caller may
+    /// write (it holds the rotation lease, or the store has one writer).
+    async fn rotate(&self, state: &mut StepState) -> Result<UnixMillis, RotateError> {
         let current = self.keys.load_full();
         let now = self.clock.now();
         let needed = self.lifecycle.plan(current.keys(), now).create;
@@ -356,7 +184,7 @@ impl Rotator {
             change.reschedule.push(key.rescheduled(*schedule));
         }
         if !change.is_empty() {
-            self.store.apply(&change).await?;
+            state.version = self.store.apply(state.version, &change).await?;
             let mut keys: Vec<Arc<KeyRecord>> = current
                 .keys()
                 .iter()
@@ -455,8 +283,9 @@ fn log_transitions(before: &StateSummary, after: &StateSummary, published: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{ManualClock, SigningKey};
+    use crate::keys::{Algorithm, ManualClock};
     use crate::store::MemoryStore;
+    use crate::testing::{SharedMemory, StallingStore};
 
     const START: i64 = 1_700_000_000_000;
 
@@ -566,7 +395,7 @@ mod tests {
             1
         );
         assert_eq!(
-            store.load_keys().await.expect("load").len(),
+            store.load_keys().await.expect("load").value.len(),
             set.keys().len()
         );
     }
@@ -655,20 +484,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn plan_is_empty_when_the_schedule_is_far_enough_ahead() {
-        let life = lifecycle();
-        let now = START;
-        let key =
-            |s: Schedule| KeyRecord::new(SigningKey::generate(Algorithm::EdDsa).expect("gen"), s);
-        let keys = vec![
-            key(life.expired_schedule(now)),
-            key(life.schedule(now, now - 1)),
-            key(life.schedule(now, now + 59_999)),
-        ];
-        assert_eq!(life.plan(&keys, now), Plan::default());
-    }
-
     #[tokio::test]
     async fn the_run_loop_stops_on_shutdown() {
         let rotator = Rotator::bootstrap(
@@ -687,39 +502,14 @@ mod tests {
             .expect("joins");
     }
 
-    /// A store that stops answering `apply` once told to: a rotation step hangs in it.
-    #[derive(Debug, Default)]
-    struct Stalling {
-        keys: MemoryStore,
-        stalled: AtomicBool,
-    }
-
-    impl KeyStore for Stalling {
-        fn load_keys(
-            &self,
-        ) -> crate::store::BoxFuture<'_, Result<Vec<Arc<KeyRecord>>, StoreError>> {
-            self.keys.load_keys()
-        }
-        fn apply<'a>(
-            &'a self,
-            change: &'a KeyChange,
-        ) -> crate::store::BoxFuture<'a, Result<(), StoreError>> {
-            if self.stalled.load(Ordering::SeqCst) {
-                Box::pin(std::future::pending())
-            } else {
-                self.keys.apply(change)
-            }
-        }
-    }
-
     #[tokio::test]
     async fn shutdown_abandons_a_step_that_hangs() {
         let clock = ManualClock::new(START);
-        let store = Arc::new(Stalling::default());
+        let store = Arc::new(StallingStore::default());
         let rotator = Rotator::bootstrap(lifecycle(), store.clone(), Arc::new(clock.clone()))
             .await
             .expect("bootstrap");
-        store.stalled.store(true, Ordering::SeqCst);
+        store.stall();
         // Past the first key's retirement: the next step must persist a successor.
         clock.advance(Duration::from_secs(24 * 3600));
         let (tx, rx) = watch::channel(false);
@@ -733,98 +523,19 @@ mod tests {
             .expect("joins");
     }
 
-    /// Replicas of one process each over a shared in-memory store: a lease that one
-    /// holds at a time, a version that counts changes, and optimistic apply.
-    #[derive(Debug, Default)]
-    struct SharedMemory {
-        keys: MemoryStore,
-        version: std::sync::atomic::AtomicI64,
-        leader: std::sync::Mutex<Option<u32>>,
-    }
-
-    #[derive(Debug)]
-    struct Replica {
-        shared: Arc<SharedMemory>,
-        id: u32,
-        loaded: std::sync::atomic::AtomicI64,
-    }
-
-    #[derive(Debug)]
-    struct Lease(Arc<SharedMemory>, u32);
-
-    impl RotationLease for Lease {
-        fn is_held(&self) -> crate::store::BoxFuture<'_, bool> {
-            let held = *self.0.leader.lock().expect("lock") == Some(self.1);
-            Box::pin(async move { held })
-        }
-    }
-
-    impl KeyStore for Replica {
-        fn load_keys(
-            &self,
-        ) -> crate::store::BoxFuture<'_, Result<Vec<Arc<KeyRecord>>, StoreError>> {
-            self.loaded
-                .store(self.shared.version.load(Ordering::SeqCst), Ordering::SeqCst);
-            self.shared.keys.load_keys()
-        }
-        fn apply<'a>(
-            &'a self,
-            change: &'a KeyChange,
-        ) -> crate::store::BoxFuture<'a, Result<(), StoreError>> {
-            let loaded = self.loaded.load(Ordering::SeqCst);
-            let bumped = self.shared.version.compare_exchange(
-                loaded,
-                loaded + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            );
-            self.loaded.store(loaded + 1, Ordering::SeqCst);
-            if bumped.is_err() {
-                return Box::pin(async { Err(StoreError::Stale) });
-            }
-            self.shared.keys.apply(change)
-        }
-        fn is_shared(&self) -> bool {
-            true
-        }
-        fn try_lease(
-            &self,
-        ) -> crate::store::BoxFuture<'_, Result<Option<Box<dyn RotationLease>>, StoreError>>
-        {
-            let mut leader = self.shared.leader.lock().expect("lock");
-            let lease = match *leader {
-                Some(other) if other != self.id => None,
-                _ => {
-                    *leader = Some(self.id);
-                    Some(Box::new(Lease(self.shared.clone(), self.id)) as Box<dyn RotationLease>)
-                }
-            };
-            Box::pin(async move { Ok(lease) })
-        }
-        fn key_version(&self) -> crate::store::BoxFuture<'_, Result<i64, StoreError>> {
-            let version = self.shared.version.load(Ordering::SeqCst);
-            Box::pin(async move { Ok(version) })
-        }
-    }
-
     #[tokio::test]
     async fn replicas_on_a_shared_store_elect_one_rotator_and_converge() {
         let clock = ManualClock::new(START);
         let shared = Arc::new(SharedMemory::default());
-        let replica = |id| -> Arc<dyn KeyStore> {
-            Arc::new(Replica {
-                shared: shared.clone(),
-                id,
-                loaded: std::sync::atomic::AtomicI64::new(-1),
-            })
-        };
+        let replica = |id| shared.replica(id);
+        let version = || async { shared.store().key_version().await.expect("version").get() };
         let a = Rotator::bootstrap(lifecycle(), replica(1), Arc::new(clock.clone()))
             .await
             .expect("a");
         let b = Rotator::bootstrap(lifecycle(), replica(2), Arc::new(clock.clone()))
             .await
             .expect("b");
-        let changes_after_bootstrap = shared.version.load(Ordering::SeqCst);
+        let changes_after_bootstrap = version().await;
         let mut a_alive = true;
         for tick in 0..(8 * 60) {
             clock.advance(Duration::from_secs(1));
@@ -848,18 +559,19 @@ mod tests {
             if tick == 4 * 60 {
                 a_alive = false;
                 // The leader dies: its lease goes with it; B takes over at its next step.
-                *shared.leader.lock().expect("lock") = None;
+                shared.depose();
             }
         }
-        assert_eq!(*shared.leader.lock().expect("lock"), Some(2), "B took over");
+        assert_eq!(shared.leader(), Some(2), "B took over");
         // Eight one-minute rotations: one new key per rotation plus housekeeping, not two.
-        let changes = shared.version.load(Ordering::SeqCst) - changes_after_bootstrap;
+        let changes = version().await - changes_after_bootstrap;
         assert!((8..=20).contains(&changes), "{changes} changes");
         let kids: Vec<_> = shared
-            .keys
+            .store()
             .load_keys()
             .await
             .expect("keys")
+            .value
             .iter()
             .map(|k| k.kid.clone())
             .collect();

@@ -1,18 +1,25 @@
-//! A [`KeyStore`] that keeps keys in process memory only: for `--database :memory:`
-//! and for tests of the key domain.
+//! A store that keeps keys and users in process memory only: for `--database :memory:`
+//! and for tests of the key domain. It follows the SQL stores' rules: a key is stored
+//! once, and a change applies only over the version it was planned from.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{
-    BoxFuture, KeyChange, KeyStore, LoginEvent, NewUser, StoreError, StoredUser, UserStore,
-};
-use crate::keys::KeyRecord;
+use crate::keys::{KeyChange, KeyInfo, KeyRecord, KeyStore, KeyVersion, Sealer, Versioned};
+use crate::persist::{BoxFuture, StoreError};
+use crate::users::{LoginEvent, NewUser, StoredUser, UserStore};
 
 /// Keys, users and the authentication log held in memory; gone when the process ends.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    keys: Mutex<Vec<Arc<KeyRecord>>>,
+    keys: Mutex<Keys>,
     users: Mutex<Users>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    rows: Vec<Arc<KeyRecord>>,
+    /// Counts applied changes, like `key_set_version` in the SQL stores.
+    version: i64,
 }
 
 #[derive(Debug, Default)]
@@ -30,64 +37,110 @@ impl MemoryStore {
             .map(|u| u.logins.clone())
             .unwrap_or_default()
     }
+
+    fn keys(&self) -> Result<MutexGuard<'_, Keys>, StoreError> {
+        self.keys.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    fn users(&self) -> Result<MutexGuard<'_, Users>, StoreError> {
+        self.users.lock().map_err(|_| StoreError::Poisoned)
+    }
+}
+
+impl Keys {
+    fn versioned<T>(&self, value: T) -> Versioned<T> {
+        Versioned {
+            version: KeyVersion::new(self.version),
+            value,
+        }
+    }
+
+    fn apply(&mut self, base: KeyVersion, change: &KeyChange) -> Result<KeyVersion, StoreError> {
+        if base.get() != self.version {
+            return Err(StoreError::Stale);
+        }
+        // Like the SQL stores' unique thumbprint: a key is stored once, and a change
+        // that breaks the rule is refused whole.
+        for (i, new) in change.insert.iter().enumerate() {
+            let repeated = self
+                .rows
+                .iter()
+                .chain(&change.insert[..i])
+                .any(|k| k.kid == new.kid);
+            if repeated {
+                return Err(StoreError::DuplicateKey(new.kid.to_string()));
+            }
+        }
+        self.rows.retain(|k| !change.remove.contains(&k.kid));
+        for moved in &change.reschedule {
+            if let Some(slot) = self.rows.iter_mut().find(|k| k.kid == moved.kid) {
+                *slot = Arc::clone(moved);
+            }
+        }
+        self.rows.extend(change.insert.iter().cloned());
+        self.version += 1;
+        Ok(KeyVersion::new(self.version))
+    }
 }
 
 impl KeyStore for MemoryStore {
-    fn load_keys(&self) -> BoxFuture<'_, Result<Vec<Arc<KeyRecord>>, StoreError>> {
-        let keys = self.keys.lock().map(|k| k.clone()).map_err(|_| poisoned());
+    fn load_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<Arc<KeyRecord>>>, StoreError>> {
+        let keys = self.keys().map(|k| k.versioned(k.rows.clone()));
         Box::pin(async move { keys })
     }
 
-    fn apply<'a>(&'a self, change: &'a KeyChange) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self
-            .keys
-            .lock()
-            .map_err(|_| poisoned())
-            .and_then(|mut keys| {
-                // Like the SQL stores' unique thumbprint: a key is stored once, and a change
-                // that breaks the rule is refused whole.
-                for (i, new) in change.insert.iter().enumerate() {
-                    let repeated = keys
-                        .iter()
-                        .chain(&change.insert[..i])
-                        .any(|k| k.kid == new.kid);
-                    if repeated {
-                        return Err(StoreError::Database(format!(
-                            "key {} is already stored",
-                            new.kid
-                        )));
-                    }
-                }
-                keys.retain(|k| !change.remove.contains(&k.kid));
-                for moved in &change.reschedule {
-                    if let Some(slot) = keys.iter_mut().find(|k| k.kid == moved.kid) {
-                        *slot = Arc::clone(moved);
-                    }
-                }
-                keys.extend(change.insert.iter().cloned());
-                Ok(())
-            });
+    fn list_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<KeyInfo>>, StoreError>> {
+        let keys = self.keys().map(|k| {
+            k.versioned(
+                k.rows
+                    .iter()
+                    .map(|r| KeyInfo {
+                        kid: r.kid.clone(),
+                        alg: r.algorithm(),
+                        schedule: r.schedule,
+                    })
+                    .collect(),
+            )
+        });
+        Box::pin(async move { keys })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        base: KeyVersion,
+        change: &'a KeyChange,
+    ) -> BoxFuture<'a, Result<KeyVersion, StoreError>> {
+        let result = self.keys().and_then(|mut keys| keys.apply(base, change));
         Box::pin(async move { result })
+    }
+
+    fn key_version(&self) -> BoxFuture<'_, Result<KeyVersion, StoreError>> {
+        let version = self.keys().map(|k| KeyVersion::new(k.version));
+        Box::pin(async move { version })
+    }
+
+    fn rewrap<'a>(&'a self, _new: &'a Sealer) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async {
+            Err(StoreError::Unsupported(
+                "an in-memory database has nothing to rewrap",
+            ))
+        })
     }
 }
 
 impl UserStore for MemoryStore {
     fn create_user<'a>(&'a self, user: &'a NewUser) -> BoxFuture<'a, Result<i64, StoreError>> {
-        let result = self
-            .users
-            .lock()
-            .map_err(|_| poisoned())
-            .and_then(|mut users| {
-                if users.rows.iter().any(|(u, _)| u.username == user.username) {
-                    return Err(StoreError::Conflict("username"));
-                }
-                if users.rows.iter().any(|(u, _)| u.email == user.email) {
-                    return Err(StoreError::Conflict("email"));
-                }
-                let id = i64::try_from(users.rows.len()).unwrap_or(i64::MAX - 1) + 1;
-                users.rows.push((user.clone(), id));
-                Ok(id)
-            });
+        let result = self.users().and_then(|mut users| {
+            if users.rows.iter().any(|(u, _)| u.username == user.username) {
+                return Err(StoreError::Conflict("username"));
+            }
+            if users.rows.iter().any(|(u, _)| u.email == user.email) {
+                return Err(StoreError::Conflict("email"));
+            }
+            let id = i64::try_from(users.rows.len()).unwrap_or(i64::MAX - 1) + 1;
+            users.rows.push((user.clone(), id));
+            Ok(id)
+        });
         Box::pin(async move { result })
     }
 
@@ -95,7 +148,7 @@ impl UserStore for MemoryStore {
         &'a self,
         username: &'a str,
     ) -> BoxFuture<'a, Result<Option<StoredUser>, StoreError>> {
-        let result = self.users.lock().map_err(|_| poisoned()).map(|users| {
+        let result = self.users().map(|users| {
             users
                 .rows
                 .iter()
@@ -113,14 +166,8 @@ impl UserStore for MemoryStore {
         events: &'a [LoginEvent],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let result = self
-            .users
-            .lock()
-            .map_err(|_| poisoned())
+            .users()
             .map(|mut users| users.logins.extend_from_slice(events));
         Box::pin(async move { result })
     }
-}
-
-fn poisoned() -> StoreError {
-    StoreError::Database("memory store lock poisoned".into())
 }

@@ -1,19 +1,18 @@
-//! What the SQL backends share: turning a stored row back into a [`KeyRecord`] (open the
-//! sealed key, parse it, check it against its recorded thumbprint) and sealing a record
-//! for storage.
+//! What the SQL backends share about private keys: turning a stored row back into a
+//! [`KeyRecord`] (open the sealed key, parse it, check it against its recorded
+//! thumbprint) and sealing a record for storage.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
-use super::StoreError;
-use crate::keys::{Algorithm, KeyId, KeyRecord, Schedule, Sealer, SigningKey};
+use crate::keys::{KeyInfo, KeyRecord, SealError, Sealer, SigningKey};
+use crate::persist::StoreError;
 
 /// A key row as stored, before it is opened.
 pub(super) struct StoredKey {
-    pub(super) thumbprint: String,
-    pub(super) alg: String,
+    /// Its id, algorithm and schedule.
+    pub(super) info: KeyInfo,
+    /// The sealed PKCS#8 private key.
     pub(super) sealed: Vec<u8>,
-    pub(super) schedule: Schedule,
 }
 
 /// Opens a stored key.
@@ -22,18 +21,19 @@ pub(super) struct StoredKey {
 /// [`StoreError::WrongMasterKey`] when another master key sealed it; [`StoreError::Corrupt`]
 /// for a tampered, moved or unparsable key.
 pub(super) fn open(sealer: &Sealer, row: StoredKey) -> Result<Arc<KeyRecord>, StoreError> {
+    let KeyInfo { kid, alg, schedule } = row.info;
     let corrupt = |reason: String| StoreError::Corrupt {
-        kid: row.thumbprint.clone(),
+        kid: kid.to_string(),
         reason,
     };
-    let alg = Algorithm::from_str(&row.alg).map_err(corrupt)?;
-    let kid = KeyId::from_stored(row.thumbprint.clone());
     let der = sealer.open(&kid, &row.sealed).map_err(|e| match e {
-        crate::keys::SealError::WrongMasterKey { .. } => StoreError::WrongMasterKey(e.to_string()),
+        SealError::WrongMasterKey { found, expected } => {
+            StoreError::WrongMasterKey { found, expected }
+        }
         other => corrupt(other.to_string()),
     })?;
     let key = SigningKey::from_pkcs8(alg, &der).map_err(|e| corrupt(e.to_string()))?;
-    let record = KeyRecord::new(key, row.schedule);
+    let record = KeyRecord::new(key, schedule);
     if record.kid != kid {
         return Err(corrupt(
             "the key does not match its recorded thumbprint".into(),
@@ -45,15 +45,15 @@ pub(super) fn open(sealer: &Sealer, row: StoredKey) -> Result<Arc<KeyRecord>, St
 /// Seals a record's private key for its row.
 ///
 /// # Errors
-/// [`StoreError::Database`] if export or encryption fails.
+/// [`StoreError::Seal`] if export or encryption fails.
 pub(super) fn seal(sealer: &Sealer, record: &KeyRecord) -> Result<Vec<u8>, StoreError> {
     let der = record
         .key
         .to_pkcs8()
-        .map_err(|e| StoreError::Database(e.to_string()))?;
+        .map_err(|e| StoreError::Seal(e.into()))?;
     sealer
         .seal(&record.kid, &der)
-        .map_err(|e| StoreError::Database(e.to_string()))
+        .map_err(|e| StoreError::Seal(e.into()))
 }
 
 /// `keys.exp`: the key's `exp` in whole Unix seconds, rounded up.

@@ -18,11 +18,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, Row, Sqlite};
 
-use super::sealed::{self, StoredKey, exp_seconds};
-use super::{
-    BoxFuture, KeyChange, KeyStore, LoginEvent, NewUser, StoreError, StoredUser, UserStore,
+use super::sql::{Dialect, Sql};
+use crate::keys::{
+    KeyChange, KeyId, KeyInfo, KeyRecord, KeyStore, KeyVersion, MasterKey, SealError, Sealer,
+    Versioned,
 };
-use crate::keys::{KeyId, KeyRecord, MasterKey, Schedule, SealError, Sealer};
+use crate::persist::{BoxFuture, StoreError};
+use crate::users::{LoginEvent, NewUser, StoredUser, UserStore};
 
 /// Audit rows per `INSERT` (two bound values each): far below SQLite's limit of bound
 /// parameters (32,766; 999 before 3.32), so a full batch is two statements.
@@ -31,7 +33,19 @@ const LOGIN_ROWS_PER_STATEMENT: usize = 256;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_keys.sql")),
     (2, include_str!("../../migrations/sqlite/0002_users.sql")),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_key_set_version.sql"),
+    ),
 ];
+
+impl Dialect for Sqlite {
+    const CREATE_MIGRATIONS: &'static str = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, \
+                                             applied_at INTEGER NOT NULL)";
+    const MIGRATION_LOCK: Option<&'static str> = None;
+    // A SQLite transaction reads one snapshot already.
+    const SNAPSHOT: Option<&'static str> = None;
+}
 
 /// Keys and users in a SQLite file.
 pub struct SqliteStore {
@@ -51,12 +65,19 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-fn db(error: sqlx::Error) -> StoreError {
-    StoreError::Database(error.to_string())
+fn refuse(path: &Path, why: impl fmt::Display) -> StoreError {
+    StoreError::Refused {
+        path: path.to_path_buf(),
+        reason: why.to_string(),
+    }
 }
 
-fn refuse(path: &Path, why: impl fmt::Display) -> StoreError {
-    StoreError::Database(format!("{}: {why}", path.display()))
+fn file_error(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::File {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
 }
 
 /// `<file><suffix>`, beside the database.
@@ -72,10 +93,13 @@ impl SqliteStore {
     /// that holds no keys.
     ///
     /// # Errors
-    /// [`StoreError::Database`] with the reason: unreadable path, not a SQLite file, a
-    /// foreign SQLite file, another process using it, a missing or bad key file.
+    /// [`StoreError::Refused`] or [`StoreError::File`] with the reason: unreadable path,
+    /// not a SQLite file, a foreign SQLite file, another process using it, a missing key
+    /// file; [`StoreError::MasterKey`] for a bad key file; [`StoreError::WrongMasterKey`].
     pub async fn open(path: &Path, master: Option<MasterKey>) -> Result<Self, StoreError> {
-        let exists = path.try_exists().map_err(|e| refuse(path, e))?;
+        let exists = path
+            .try_exists()
+            .map_err(file_error(path, "cannot inspect it"))?;
         if exists {
             let mut header = [0u8; 16];
             File::open(path)
@@ -85,7 +109,7 @@ impl SqliteStore {
                         path,
                         "is not a SQLite database (empty or too short); refusing to touch it",
                     ),
-                    _ => refuse(path, format!("cannot read it: {e}")),
+                    _ => file_error(path, "cannot read it")(e),
                 })?;
             if &header != b"SQLite format 3\0" {
                 return Err(refuse(
@@ -106,13 +130,15 @@ impl SqliteStore {
             Some(master) => master,
             None => Self::key_file(path, sample.is_some())?,
         };
-        let sealer = Sealer::new(master).map_err(|e| StoreError::Database(e.to_string()))?;
+        let sealer = Sealer::new(master).map_err(|e| StoreError::Seal(e.into()))?;
         // A wrong master key is refused before anything is opened for writing.
         if let Some((thumbprint, sealed)) = &sample
             && let Err(error) = sealer.open(&KeyId::from_stored(thumbprint.clone()), sealed)
         {
             return Err(match error {
-                SealError::WrongMasterKey { .. } => StoreError::WrongMasterKey(error.to_string()),
+                SealError::WrongMasterKey { found, expected } => {
+                    StoreError::WrongMasterKey { found, expected }
+                }
                 other => StoreError::Corrupt {
                     kid: thumbprint.clone(),
                     reason: other.to_string(),
@@ -155,8 +181,7 @@ impl SqliteStore {
                 .map_err(|e| refuse(path, format!("cannot read it (corrupt?): {e}")))?
                 .iter()
                 .map(|r| r.try_get("name"))
-                .collect::<Result<_, _>>()
-                .map_err(db)?;
+                .collect::<Result<_, _>>()?;
         let ours = tables.iter().any(|t| t == "schema_migrations");
         if !ours && tables.iter().any(|t| t != "sqlite_sequence") {
             return Err(refuse(
@@ -169,11 +194,9 @@ impl SqliteStore {
                 "SELECT m.thumbprint, k.key FROM keys k JOIN key_meta m ON m.kid = k.kid LIMIT 1",
             )
             .fetch_optional(&mut conn)
-            .await
-            .map_err(db)?
+            .await?
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("thumbprint")?, r.try_get("key")?)))
-            .transpose()
-            .map_err(db)?
+            .transpose()?
         } else {
             None
         };
@@ -189,16 +212,14 @@ impl SqliteStore {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| refuse(&lock_path, format!("cannot create the lock file: {e}")))?;
+            .map_err(file_error(&lock_path, "cannot create the lock file"))?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => Err(refuse(
                 path,
                 "another jwks-server process is using this database (use PostgreSQL to run several replicas)",
             )),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(refuse(&lock_path, format!("cannot lock: {e}")))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(file_error(&lock_path, "cannot lock")(e)),
         }
     }
 
@@ -206,17 +227,22 @@ impl SqliteStore {
     fn key_file(path: &Path, has_keys: bool) -> Result<MasterKey, StoreError> {
         let key_path = beside(path, ".key");
         match std::fs::read_to_string(&key_path) {
-            Ok(text) => MasterKey::from_base64(&text).map_err(|e| refuse(&key_path, e)),
+            Ok(text) => MasterKey::from_base64(&text).map_err(|e| StoreError::MasterKey {
+                origin: key_path.display().to_string(),
+                source: e.into(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !has_keys => {
-                let key = MasterKey::generate().map_err(|e| StoreError::Database(e.to_string()))?;
+                let key = MasterKey::generate().map_err(|e| StoreError::Seal(e.into()))?;
                 let mut options = OpenOptions::new();
                 options.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&key_path).map_err(|e| refuse(&key_path, e))?;
+                let mut file = options
+                    .open(&key_path)
+                    .map_err(file_error(&key_path, "cannot create the master key file"))?;
                 writeln!(file, "{}", key.to_base64())
                     .and_then(|()| file.sync_all())
-                    .map_err(|e| refuse(&key_path, e))?;
+                    .map_err(file_error(&key_path, "cannot write the master key file"))?;
                 tracing::warn!(
                     file = %key_path.display(),
                     "no master key configured: generated one; back this file up, or set JWKS_MASTER_KEY"
@@ -231,82 +257,17 @@ impl SqliteStore {
                     key_path.display()
                 ),
             )),
-            Err(e) => Err(refuse(&key_path, e)),
+            Err(e) => Err(file_error(&key_path, "cannot read the master key file")(e)),
         }
     }
 
     /// Applies the migrations not yet applied, in one transaction.
     ///
     /// # Errors
-    /// [`StoreError::Database`] if a migration fails, or if the database records a
-    /// migration this build does not know (a newer jwks-server wrote it); nothing is
-    /// applied then.
+    /// [`StoreError::NewerSchema`] if a newer jwks-server migrated the file;
+    /// [`StoreError::Database`] if a migration fails. Nothing is applied then.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| r.try_get("version"))
-            .collect::<Result<_, _>>()
-            .map_err(db)?;
-        // A newer build may have changed the meaning of what it stored: never run an
-        // older one over its schema (the transaction rolls back, nothing is written).
-        if let Some(newer) = applied
-            .iter()
-            .find(|v| !MIGRATIONS.iter().any(|(known, _)| known == *v))
-        {
-            let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-            return Err(refuse(
-                &self.path,
-                format!(
-                    "was migrated by a newer jwks-server (schema version {newer}; this build knows up to \
-                     {latest}); refusing to touch it"
-                ),
-            ));
-        }
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, unixepoch())",
-            )
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            tracing::info!(version, "applied SQLite migration");
-        }
-        tx.commit().await.map_err(db)
-    }
-
-    /// Re-seals every key under `new` in one transaction; returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError`] if a key cannot be opened with the current master key or the
-    /// database fails; then nothing changed.
-    pub async fn rewrap(&self, new: &Sealer) -> Result<usize, StoreError> {
-        let keys = self.load_keys().await?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        for record in &keys {
-            sqlx::query("UPDATE keys SET key = ? WHERE kid = (SELECT kid FROM key_meta WHERE thumbprint = ?)")
-                .bind(sealed::seal(new, record)?)
-                .bind(record.kid.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(keys.len())
+        Sql::<Sqlite>::migrate(&self.pool, MIGRATIONS, &self.path.display().to_string()).await
     }
 
     /// The connection pool, for tests that inspect the tables.
@@ -317,94 +278,28 @@ impl SqliteStore {
 }
 
 impl KeyStore for SqliteStore {
-    fn load_keys(&self) -> BoxFuture<'_, Result<Vec<Arc<KeyRecord>>, StoreError>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT k.key, m.thumbprint, m.alg, m.created_at, m.published_at, m.activates_at, m.retires_at, \
-                 m.expires_at FROM keys k JOIN key_meta m ON m.kid = k.kid ORDER BY k.kid",
-            )
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-            rows.iter()
-                .map(|row| {
-                    let get = |name: &str| row.try_get::<i64, _>(name).map_err(db);
-                    let stored = StoredKey {
-                        thumbprint: row.try_get("thumbprint").map_err(db)?,
-                        alg: row.try_get("alg").map_err(db)?,
-                        sealed: row.try_get("key").map_err(db)?,
-                        schedule: Schedule {
-                            created_at: get("created_at")?,
-                            published_at: get("published_at")?,
-                            activates_at: get("activates_at")?,
-                            retires_at: get("retires_at")?,
-                            expires_at: get("expires_at")?,
-                        },
-                    };
-                    sealed::open(&self.sealer, stored)
-                })
-                .collect()
-        })
+    fn load_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<Arc<KeyRecord>>>, StoreError>> {
+        Box::pin(Sql::<Sqlite>::load_keys(&self.pool, &self.sealer))
     }
 
-    fn apply<'a>(&'a self, change: &'a KeyChange) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            for record in &change.insert {
-                let kid: i64 =
-                    sqlx::query("INSERT INTO keys (key, exp) VALUES (?, ?) RETURNING kid")
-                        .bind(sealed::seal(&self.sealer, record)?)
-                        .bind(exp_seconds(record.schedule.expires_at))
-                        .fetch_one(&mut *tx)
-                        .await
-                        .and_then(|r| r.try_get("kid"))
-                        .map_err(db)?;
-                let s = record.schedule;
-                sqlx::query(
-                    "INSERT INTO key_meta (kid, thumbprint, alg, created_at, published_at, activates_at, retires_at, \
-                     expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(kid)
-                .bind(record.kid.as_str())
-                .bind(record.algorithm().as_str())
-                .bind(s.created_at)
-                .bind(s.published_at)
-                .bind(s.activates_at)
-                .bind(s.retires_at)
-                .bind(s.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-            for record in &change.reschedule {
-                let s = record.schedule;
-                sqlx::query("UPDATE keys SET exp = ? WHERE kid = (SELECT kid FROM key_meta WHERE thumbprint = ?)")
-                    .bind(exp_seconds(s.expires_at))
-                    .bind(record.kid.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                sqlx::query(
-                    "UPDATE key_meta SET retires_at = ?, expires_at = ? WHERE thumbprint = ?",
-                )
-                .bind(s.retires_at)
-                .bind(s.expires_at)
-                .bind(record.kid.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-            for kid in &change.remove {
-                sqlx::query(
-                    "DELETE FROM keys WHERE kid = (SELECT kid FROM key_meta WHERE thumbprint = ?)",
-                )
-                .bind(kid.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-            tx.commit().await.map_err(db)
-        })
+    fn list_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<KeyInfo>>, StoreError>> {
+        Box::pin(Sql::<Sqlite>::list_keys(&self.pool))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        base: KeyVersion,
+        change: &'a KeyChange,
+    ) -> BoxFuture<'a, Result<KeyVersion, StoreError>> {
+        Box::pin(Sql::<Sqlite>::apply(&self.pool, &self.sealer, base, change))
+    }
+
+    fn key_version(&self) -> BoxFuture<'_, Result<KeyVersion, StoreError>> {
+        Box::pin(Sql::<Sqlite>::key_version(&self.pool))
+    }
+
+    fn rewrap<'a>(&'a self, new: &'a Sealer) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(Sql::<Sqlite>::rewrap(&self.pool, &self.sealer, new))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -417,47 +312,14 @@ impl KeyStore for SqliteStore {
 
 impl UserStore for SqliteStore {
     fn create_user<'a>(&'a self, user: &'a NewUser) -> BoxFuture<'a, Result<i64, StoreError>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO users (username, password_hash, email) VALUES (?, ?, ?) RETURNING id",
-            )
-            .bind(&user.username)
-            .bind(&user.password_hash)
-            .bind(&user.email)
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|r| r.try_get("id"))
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    if d.message().contains("users.email") {
-                        StoreError::Conflict("email")
-                    } else {
-                        StoreError::Conflict("username")
-                    }
-                }
-                _ => db(e),
-            })
-        })
+        Box::pin(Sql::<Sqlite>::create_user(&self.pool, user))
     }
 
     fn find_user<'a>(
         &'a self,
         username: &'a str,
     ) -> BoxFuture<'a, Result<Option<StoredUser>, StoreError>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT id, password_hash FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.map(|r| {
-                Ok(StoredUser {
-                    id: r.try_get("id").map_err(db)?,
-                    password_hash: r.try_get("password_hash").map_err(db)?,
-                })
-            })
-            .transpose()
-        })
+        Box::pin(Sql::<Sqlite>::find_user(&self.pool, username))
     }
 
     fn record_logins<'a>(
@@ -467,7 +329,7 @@ impl UserStore for SqliteStore {
         Box::pin(async move {
             // Two statements per chunk, not two per row: one multi-row INSERT and one
             // UPDATE over the distinct users (measured in BENCHMARKS.md).
-            let mut tx = self.pool.begin().await.map_err(db)?;
+            let mut tx = self.pool.begin().await?;
             for chunk in events.chunks(LOGIN_ROWS_PER_STATEMENT) {
                 let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
                     "INSERT INTO auth_logs (request_ip, user_id) ",
@@ -475,7 +337,7 @@ impl UserStore for SqliteStore {
                 insert.push_values(chunk, |mut row, event| {
                     row.push_bind(&event.request_ip).push_bind(event.user_id);
                 });
-                insert.build().execute(&mut *tx).await.map_err(db)?;
+                insert.build().execute(&mut *tx).await?;
                 let mut users: Vec<i64> = chunk.iter().filter_map(|e| e.user_id).collect();
                 users.sort_unstable();
                 users.dedup();
@@ -488,10 +350,11 @@ impl UserStore for SqliteStore {
                         ids.push_bind(id);
                     }
                     update.push(")");
-                    update.build().execute(&mut *tx).await.map_err(db)?;
+                    update.build().execute(&mut *tx).await?;
                 }
             }
-            tx.commit().await.map_err(db)
+            tx.commit().await?;
+            Ok(())
         })
     }
 }

@@ -61,7 +61,7 @@ impl Issuer {
     /// key's own `exp`, so it verifies against the JWKS for its whole life.
     ///
     /// # Errors
-    /// [`KeyError::Sign`] if signing fails.
+    /// [`KeyError`] if signing, the RNG or serialization fails.
     pub fn issue(
         &self,
         key: &KeyRecord,
@@ -102,7 +102,7 @@ impl Issuer {
             exp,
             jti: uuid_v4()?,
         };
-        let payload = serde_json::to_vec(&claims).map_err(|_| KeyError::Sign)?;
+        let payload = serde_json::to_vec(&claims).map_err(KeyError::Json)?;
         let mut token = String::with_capacity(key.jws_header.len() + payload.len() * 4 / 3 + 400);
         token.push_str(&key.jws_header);
         token.push('.');
@@ -117,10 +117,10 @@ impl Issuer {
 /// A random (version 4) UUID in its hyphenated form (RFC 9562 §5.4).
 ///
 /// # Errors
-/// [`KeyError::Sign`] if the system RNG fails.
+/// [`KeyError::Random`] if the system RNG fails.
 pub fn uuid_v4() -> Result<String, KeyError> {
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| KeyError::Sign)?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| KeyError::Random)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";

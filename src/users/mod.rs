@@ -7,14 +7,16 @@
 
 mod audit;
 mod password;
+mod store;
 
 use std::fmt;
 use std::sync::Arc;
 
-pub use audit::AuditLog;
+pub use audit::{AuditLog, AuditWriter};
 pub use password::PasswordHasher;
+pub use store::{LoginEvent, NewUser, StoredUser, UserStore};
 
-use crate::store::{LoginEvent, NewUser, StoreError, UserStore};
+use crate::persist::StoreError;
 
 /// Everything that can go wrong with users.
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +27,25 @@ pub enum UserError {
     /// The username or email is already registered.
     #[error("{0} is already registered")]
     Taken(&'static str),
-    /// Hashing failed or a stored hash is unusable.
+    /// Argon2 failed, or a stored hash is not a valid PHC string.
     #[error("password hashing failed: {0}")]
-    Hash(String),
+    Hash(argon2::password_hash::Error),
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// A hashing task on the blocking pool panicked or was cancelled.
+    #[error("a password hashing task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The hasher's semaphore was closed (it never is while the server runs).
+    #[error("the password hasher is closed")]
+    HasherClosed(#[source] tokio::sync::AcquireError),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// The audit log's commit of this request's row failed (shared by every row of
+    /// the batch).
+    #[error("the audit log commit failed")]
+    Audit(#[source] Arc<StoreError>),
     /// The audit log writer has stopped (the server is shutting down).
     #[error("the audit log is closed")]
     AuditClosed,
@@ -191,8 +206,7 @@ impl Users {
     /// # Errors
     /// [`UserError::Taken`] if the username or email exists; store or hashing errors.
     pub async fn register(&self, username: Username, email: Email) -> Result<Password, UserError> {
-        let password =
-            Password::new(crate::token::uuid_v4().map_err(|e| UserError::Hash(e.to_string()))?);
+        let password = Password::new(crate::token::uuid_v4().map_err(|_| UserError::Random)?);
         let password_hash = self.hasher.hash(password.clone()).await?;
         let user = NewUser {
             username: username.0,

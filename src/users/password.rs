@@ -49,10 +49,10 @@ impl PasswordHasher {
             .permits
             .acquire()
             .await
-            .map_err(|e| UserError::Hash(e.to_string()))?;
+            .map_err(UserError::HasherClosed)?;
         tokio::task::spawn_blocking(move || hash_blocking(password.expose()))
             .await
-            .map_err(|e| UserError::Hash(e.to_string()))?
+            .map_err(UserError::Task)?
     }
 
     /// Whether `password` matches `phc`. With no stored hash (unknown user) it checks
@@ -65,7 +65,7 @@ impl PasswordHasher {
             .permits
             .acquire()
             .await
-            .map_err(|e| UserError::Hash(e.to_string()))?;
+            .map_err(UserError::HasherClosed)?;
         let known = phc.is_some();
         if !known {
             self.dummy_checks.fetch_add(1, Ordering::Relaxed);
@@ -76,7 +76,7 @@ impl PasswordHasher {
                 Some(phc) => phc,
                 None => dummy_hash(&dummy)?.to_owned(),
             };
-            let parsed = PasswordHash::new(&phc).map_err(|e| UserError::Hash(e.to_string()))?;
+            let parsed = PasswordHash::new(&phc).map_err(UserError::Hash)?;
             Ok::<_, UserError>(
                 argon2()
                     .verify_password(password.expose().as_bytes(), &parsed)
@@ -84,7 +84,7 @@ impl PasswordHasher {
             )
         })
         .await
-        .map_err(|e| UserError::Hash(e.to_string()))??;
+        .map_err(UserError::Task)??;
         Ok(known && matched)
     }
 }
@@ -99,22 +99,21 @@ impl PasswordHasher {
 
 fn dummy_hash(cell: &OnceLock<String>) -> Result<&str, UserError> {
     if cell.get().is_none() {
-        let random = crate::token::uuid_v4().map_err(|e| UserError::Hash(e.to_string()))?;
+        let random = crate::token::uuid_v4().map_err(|_| UserError::Random)?;
+        // A concurrent first use may have set it already; either hash serves.
         let _ = cell.set(hash_blocking(&random)?);
     }
-    cell.get()
-        .map(String::as_str)
-        .ok_or_else(|| UserError::Hash("dummy hash missing".into()))
+    Ok(cell.get().map(String::as_str).expect("set just above"))
 }
 
 fn hash_blocking(password: &str) -> Result<String, UserError> {
     let mut salt = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt).map_err(|_| UserError::Hash("system RNG failed".into()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hash(e.to_string()))?;
+    aws_lc_rs::rand::fill(&mut salt).map_err(|_| UserError::Random)?;
+    let salt = SaltString::encode_b64(&salt).map_err(UserError::Hash)?;
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| UserError::Hash(e.to_string()))
+        .map_err(UserError::Hash)
 }
 
 #[cfg(test)]

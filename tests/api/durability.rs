@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jwks_server::keys::KeyStore as _;
 use jwks_server::keys::{MasterKey, SystemClock};
-use jwks_server::store::{KeyStore as _, SqliteStore, StoreError};
+use jwks_server::persist::StoreError;
+use jwks_server::store::SqliteStore;
 use serde_json::Value;
 
 use crate::helpers::{jwt_header, settings, spawn, test_master_key, verify};
@@ -87,7 +89,7 @@ async fn private_keys_are_sealed_and_bound_to_their_row() {
         .await
         .expect("open");
     let app = spawn(settings(&[]), Arc::new(store), Arc::new(SystemClock)).await;
-    let keys = app.store.load_keys().await.expect("keys");
+    let keys = app.store.load_keys().await.expect("keys").value;
     assert!(keys.len() >= 2, "an active and an expired key");
     app.stop().await;
 

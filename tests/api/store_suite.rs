@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
-use jwks_server::keys::{Algorithm, KeyRecord, MasterKey, Schedule, Sealer, SigningKey};
-use jwks_server::store::{
-    DatabaseUrl, KeyChange, KeyStore as _, LoginEvent, MemoryStore, NewUser, PostgresStore,
-    SqliteStore, Store, StoreError, UserStore as _,
+use jwks_server::config::DatabaseUrl;
+use jwks_server::keys::{
+    Algorithm, KeyChange, KeyRecord, KeyStore as _, MasterKey, Schedule, Sealer, SigningKey,
+    Versioned,
 };
+use jwks_server::persist::StoreError;
+use jwks_server::store::{MemoryStore, PostgresStore, SqliteStore, Store};
+use jwks_server::users::{LoginEvent, NewUser, UserStore as _};
 
 use crate::helpers::test_master_key;
 
@@ -26,16 +29,23 @@ fn key(at: i64) -> Arc<KeyRecord> {
 }
 
 async fn keys_round_trip(store: Arc<dyn Store>) {
-    assert!(store.load_keys().await.expect("load").is_empty());
+    let empty = store.load_keys().await.expect("load");
+    assert!(empty.value.is_empty());
     let (a, b) = (key(1_000_000), key(1_060_000));
     store
-        .apply(&KeyChange {
-            insert: vec![a.clone(), b.clone()],
-            ..KeyChange::default()
-        })
+        .apply(
+            empty.version,
+            &KeyChange {
+                insert: vec![a.clone(), b.clone()],
+                ..KeyChange::default()
+            },
+        )
         .await
         .expect("insert");
-    let loaded = store.load_keys().await.expect("load");
+    let Versioned {
+        version,
+        value: loaded,
+    } = store.load_keys().await.expect("load");
     assert_eq!(loaded.len(), 2);
     for original in [&a, &b] {
         let again = loaded
@@ -57,8 +67,11 @@ async fn keys_round_trip(store: Arc<dyn Store>) {
         remove: vec![b.kid.clone()],
         ..KeyChange::default()
     };
-    store.apply(&change).await.expect("reschedule and remove");
-    let loaded = store.load_keys().await.expect("load");
+    store
+        .apply(version, &change)
+        .await
+        .expect("reschedule and remove");
+    let loaded = store.load_keys().await.expect("load").value;
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].schedule.retires_at, 1_500_000);
     assert_eq!(loaded[0].schedule.expires_at, 1_530_000);
@@ -127,11 +140,15 @@ async fn users_round_trip(store: Arc<dyn Store>) {
 /// stored keys exactly as they were: the first insert and the removal are undone too.
 async fn a_failing_change_applies_nothing(store: Arc<dyn Store>) {
     let (a, b) = (key(2_000_000), key(2_060_000));
-    store
-        .apply(&KeyChange {
-            insert: vec![a.clone()],
-            ..KeyChange::default()
-        })
+    let base = store.key_version().await.expect("version");
+    let version = store
+        .apply(
+            base,
+            &KeyChange {
+                insert: vec![a.clone()],
+                ..KeyChange::default()
+            },
+        )
         .await
         .expect("insert");
     let later = a.rescheduled(Schedule {
@@ -145,18 +162,65 @@ async fn a_failing_change_applies_nothing(store: Arc<dyn Store>) {
         remove: vec![a.kid.clone()],
     };
     store
-        .apply(&failing)
+        .apply(version, &failing)
         .await
         .expect_err("a key that is already stored cannot be inserted again");
-    let loaded = store.load_keys().await.expect("load");
+    let Versioned {
+        version: after,
+        value: loaded,
+    } = store.load_keys().await.expect("load");
+    assert_eq!(after, version, "a failed change makes no new version");
     assert_eq!(loaded.len(), 1, "nothing of the failed change was kept");
     assert_eq!(loaded[0].kid, a.kid);
     assert_eq!(loaded[0].schedule, a.schedule);
 }
 
+/// Writers work from explicit versions: a change planned from a version that moved on
+/// is refused whole, and the metadata listing agrees with the loaded keys.
+async fn changes_apply_only_over_the_version_they_were_planned_from(store: Arc<dyn Store>) {
+    let base = store.key_version().await.expect("version");
+    let (a, b) = (key(3_000_000), key(3_060_000));
+    let insert = |k: &Arc<KeyRecord>| KeyChange {
+        insert: vec![k.clone()],
+        ..KeyChange::default()
+    };
+    let next = store.apply(base, &insert(&a)).await.expect("first writer");
+    assert_ne!(next, base);
+    assert_eq!(store.key_version().await.expect("version"), next);
+    let stale = store.apply(base, &insert(&b)).await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    let listed = store.list_keys().await.expect("list");
+    assert_eq!(listed.version, next, "the stale change made no version");
+    assert_eq!(listed.value.len(), 1, "the stale change stored nothing");
+    assert_eq!(listed.value[0].kid, a.kid);
+    assert_eq!(listed.value[0].alg, Algorithm::Es256);
+    assert_eq!(listed.value[0].schedule, a.schedule);
+    store
+        .apply(next, &insert(&b))
+        .await
+        .expect("replanned over the new version");
+    let loaded = store.load_keys().await.expect("load");
+    let listed = store.list_keys().await.expect("list");
+    assert_eq!(listed.version, loaded.version);
+    let mut from_load: Vec<_> = loaded
+        .value
+        .iter()
+        .map(|k| (k.kid.clone(), k.schedule))
+        .collect();
+    let mut from_list: Vec<_> = listed
+        .value
+        .iter()
+        .map(|k| (k.kid.clone(), k.schedule))
+        .collect();
+    from_load.sort_by(|x, y| x.0.cmp(&y.0));
+    from_list.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(from_load, from_list);
+}
+
 async fn run_suite(make: impl AsyncFn() -> Arc<dyn Store>) {
     keys_round_trip(make().await).await;
     a_failing_change_applies_nothing(make().await).await;
+    changes_apply_only_over_the_version_they_were_planned_from(make().await).await;
     users_round_trip(make().await).await;
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use hyper::{Method, StatusCode};
 use jwks_server::keys::SystemClock;
-use jwks_server::store::{LoginEvent, MemoryStore};
+use jwks_server::store::MemoryStore;
+use jwks_server::users::LoginEvent;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, jwt_claims, settings, spawn};

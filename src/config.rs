@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cli::{AuthModeArg, LogFormat, ServeArgs};
 use crate::keys::Lifecycle;
+use crate::secret::Secret;
 use crate::store::DatabaseUrl;
 use crate::users::AuthMode;
 
@@ -85,30 +86,6 @@ impl PartialEq for DatabaseSettings {
             (Self::Postgres(a), Self::Postgres(b)) => a.to_string() == b.to_string(),
             _ => false,
         }
-    }
-}
-
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    #[must_use]
-    pub fn new(secret: String) -> Self {
-        Self(secret)
-    }
-
-    /// The secret text; handle with care.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 

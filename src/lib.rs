@@ -5,6 +5,7 @@
 //! - [`cli`]: command-line flags and subcommands (clap), each flag with a `JWKS_*` env var.
 //! - [`config`]: validated [`config::Settings`], nested by concern.
 //! - [`telemetry`]: the `tracing` subscriber.
+//! - [`secret`]: [`secret::Secret`], the one string wrapper whose `Debug` is redacted.
 //! - [`app`]: [`app::Application`]: bind, prepare keys, serve, drain.
 //! - [`http`]: routes, handlers and the JSON error shape; translation only.
 //! - [`keys`]: the key lifecycle: generation, JWK + RFC 7638 `kid`, schedules, the
@@ -20,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod ratelimit;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod token;

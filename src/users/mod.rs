@@ -8,12 +8,12 @@
 mod audit;
 mod password;
 
-use std::fmt;
 use std::sync::Arc;
 
 pub use audit::AuditLog;
 pub use password::PasswordHasher;
 
+use crate::secret::Secret;
 use crate::store::{LoginEvent, NewUser, StoreError, UserStore};
 
 /// Everything that can go wrong with users.
@@ -109,27 +109,21 @@ impl Email {
     }
 }
 
-/// A password. Its `Debug` never shows it.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
+/// A password. Its `Debug` never shows it: it prints `Password(<redacted>)`.
+#[derive(Clone, Debug)]
+pub struct Password(Secret);
 
 impl Password {
     /// Wraps a password.
     #[must_use]
     pub fn new(secret: String) -> Self {
-        Self(secret)
+        Self(Secret::new(secret))
     }
 
     /// The secret text; handle with care.
     #[must_use]
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line: flags for the server (each with a `JWKS_*` environment variable)
-//! and the subcommands. Parsing only; [`crate::config`] validates and turns the result
-//! into [`crate::config::Settings`].
+//! and the subcommands, and the parsing of their values (durations among them). Parsing
+//! only: `config` validates the result and builds `Settings` from it; this module knows
+//! nothing of `config`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::parse_duration;
 use crate::keys::Algorithm;
+use crate::telemetry::LogFormat;
 
 /// A JWKS server: owns signing keys, rotates them, publishes the JWK Set and issues JWTs.
 #[derive(Debug, Parser)]
@@ -49,15 +50,6 @@ pub enum KeysCommand {
         #[arg(long, env = "JWKS_NEW_MASTER_KEY_FILE")]
         new_master_key_file: PathBuf,
     },
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Who may get a token at `/auth`.
@@ -145,5 +137,46 @@ impl clap::ValueEnum for AlgorithmArg {
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.0.as_str()))
+    }
+}
+
+/// Parses `300ms`, `30s`, `15m`, `1h`, `1d` (a bare number is seconds).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || format!("invalid duration '{text}' (use e.g. 300ms, 30s, 15m, 1h, 1d)");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3_600),
+        "d" => secs(86_400),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_each_unit() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["", "ms", "1.5h", "-1s", "10x", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -4,10 +4,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::cli::{AuthModeArg, LogFormat, ServeArgs};
+use crate::cli::{AuthModeArg, ServeArgs};
 use crate::keys::Lifecycle;
 use crate::secret::Secret;
 use crate::store::DatabaseUrl;
+use crate::telemetry::LogFormat;
 use crate::users::AuthMode;
 
 /// Largest request body accepted (bytes).
@@ -243,29 +244,6 @@ impl Settings {
     }
 }
 
-/// Parses `300ms`, `30s`, `15m`, `1h`, `1d` (a bare number is seconds).
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let bad = || format!("invalid duration '{text}' (use e.g. 300ms, 30s, 15m, 1h, 1d)");
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs).ok_or_else(bad);
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3_600),
-        "d" => secs(86_400),
-        _ => Err(bad()),
-    }
-}
-
 fn format_duration(d: Duration) -> String {
     if d.subsec_millis() != 0 || d.as_secs() == 0 {
         format!("{}ms", d.as_millis())
@@ -286,19 +264,6 @@ mod tests {
         let mut argv = vec!["jwks-server"];
         argv.extend_from_slice(args);
         Settings::from_args(&Cli::try_parse_from(argv).expect("parses").serve)
-    }
-
-    #[test]
-    fn durations_parse_in_each_unit() {
-        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        for bad in ["", "ms", "1.5h", "-1s", "10x", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::keys::Algorithm;
+use crate::secret::Secret;
 use crate::telemetry::LogFormat;
 
 /// A JWKS server: owns signing keys, rotates them, publishes the JWK Set and issues JWTs.
@@ -120,6 +121,34 @@ pub struct ServeArgs {
     /// File holding the base64 master key that seals private keys at rest.
     #[arg(long, env = "JWKS_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Master key that seals private keys at rest: base64 of 32 bytes. Prefer the
+    /// environment variable: a flag's value is visible in the process list.
+    ///
+    /// First match wins: JWKS_MASTER_KEY (or this flag), then NOT_MY_KEY (or
+    /// --master-passphrase), then --master-key-file, else a key file beside the SQLite
+    /// database. An empty value counts as unset.
+    #[arg(
+        long,
+        env = "JWKS_MASTER_KEY",
+        hide_env_values = true,
+        value_name = "BASE64",
+        value_parser = parse_secret
+    )]
+    pub master_key: Option<Secret>,
+    /// Passphrase the master key is derived from: any string, stretched with HKDF-SHA256.
+    /// Prefer the environment variable: a flag's value is visible in the process list.
+    ///
+    /// Use a long random string. First match wins: JWKS_MASTER_KEY (or --master-key),
+    /// then NOT_MY_KEY (or this flag), then --master-key-file, else a key file beside
+    /// the SQLite database. An empty value counts as unset.
+    #[arg(
+        long,
+        env = "NOT_MY_KEY",
+        hide_env_values = true,
+        value_name = "PASSPHRASE",
+        value_parser = parse_secret
+    )]
+    pub master_passphrase: Option<Secret>,
 }
 
 /// `--alg` as clap sees it; a thin wrapper so clap can list the choices.
@@ -138,6 +167,11 @@ impl clap::ValueEnum for AlgorithmArg {
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.0.as_str()))
     }
+}
+
+/// Wraps a secret flag's value at once, so that no `Debug` of the parsed flags shows it.
+fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(text.to_owned()))
 }
 
 /// Parses `300ms`, `30s`, `15m`, `1h`, `1d` (a bare number is seconds).
@@ -165,7 +199,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
     use super::*;
+
+    #[test]
+    fn help_never_shows_the_value_of_a_secret_flag() {
+        let command = Cli::command();
+        for (flag, env) in [
+            ("master-key", "JWKS_MASTER_KEY"),
+            ("master-passphrase", "NOT_MY_KEY"),
+        ] {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(flag))
+                .expect("the flag exists");
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(env)), "{flag}");
+            assert!(arg.is_hide_env_values_set(), "{flag}");
+            assert!(!arg.is_hide_set(), "--help lists {flag}");
+        }
+    }
 
     #[test]
     fn durations_parse_in_each_unit() {

@@ -93,9 +93,9 @@ impl PartialEq for DatabaseSettings {
 /// Where the master key that seals private keys comes from, in order of precedence.
 #[derive(Debug, Clone)]
 pub enum MasterKeySource {
-    /// `JWKS_MASTER_KEY`: base64 of 32 bytes.
+    /// `--master-key` / `JWKS_MASTER_KEY`: base64 of 32 bytes.
     Base64(Secret),
-    /// `NOT_MY_KEY`: any string, stretched with HKDF-SHA256.
+    /// `--master-passphrase` / `NOT_MY_KEY`: any string, stretched with HKDF-SHA256.
     Passphrase(Secret),
     /// `--master-key-file`: a file holding base64 of 32 bytes.
     File(std::path::PathBuf),
@@ -104,21 +104,22 @@ pub enum MasterKeySource {
 }
 
 impl MasterKeySource {
-    /// Reads the environment and the flag.
+    /// The first source given, in the order of the variants; an empty key or passphrase
+    /// counts as unset. Reads only `args` (clap has already read the environment).
     #[must_use]
-    pub fn from_env(file: Option<&std::path::Path>) -> Self {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v: &String| !v.is_empty())
-                .map(Secret::new)
+    pub fn from_args(args: &ServeArgs) -> Self {
+        let given = |secret: &Option<Secret>| {
+            secret
+                .as_ref()
+                .filter(|secret| !secret.expose().is_empty())
+                .cloned()
         };
-        if let Some(key) = var("JWKS_MASTER_KEY") {
+        if let Some(key) = given(&args.master_key) {
             Self::Base64(key)
-        } else if let Some(phrase) = var("NOT_MY_KEY") {
+        } else if let Some(phrase) = given(&args.master_passphrase) {
             Self::Passphrase(phrase)
-        } else if let Some(path) = file {
-            Self::File(path.to_path_buf())
+        } else if let Some(path) = &args.master_key_file {
+            Self::File(path.clone())
         } else {
             Self::BesideDatabase
         }
@@ -151,7 +152,7 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
 }
 
 impl Settings {
-    /// Validates parsed flags.
+    /// Validates parsed flags. Pure: reads only `args`, never the environment.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] with a one-line reason.
@@ -218,7 +219,7 @@ impl Settings {
             jwks_max_age: args.jwks_max_age,
             log_format: args.log_format,
             database,
-            master_key: MasterKeySource::from_env(args.master_key_file.as_deref()),
+            master_key: MasterKeySource::from_args(args),
             auth: AuthSettings {
                 mode: match args.auth {
                     AuthModeArg::Open => AuthMode::Open,
@@ -254,16 +255,52 @@ fn format_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory as _, FromArgMatches as _};
 
     use super::*;
     use crate::cli::Cli;
     use crate::keys::Algorithm;
 
-    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+    /// The command line with every argument's environment lookup switched off, so that
+    /// no `JWKS_*` or `NOT_MY_KEY` variable of the caller's shell reaches a test.
+    fn env_free_command() -> clap::Command {
+        fn without_env(command: clap::Command) -> clap::Command {
+            command
+                .mut_args(|arg| arg.env(None))
+                .mut_subcommands(without_env)
+        }
+        without_env(Cli::command())
+    }
+
+    /// Parses `args` (after the program name) from the command line alone.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let mut argv = vec!["jwks-server"];
         argv.extend_from_slice(args);
-        Settings::from_args(&Cli::try_parse_from(argv).expect("parses").serve)
+        Cli::from_arg_matches(&env_free_command().try_get_matches_from(argv)?)
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        Settings::from_args(&parse(args).expect("parses").serve)
+    }
+
+    /// Every environment variable `command` or its subcommands read.
+    fn env_names(command: &clap::Command) -> Vec<String> {
+        command
+            .get_arguments()
+            .filter_map(clap::Arg::get_env)
+            .map(|name| name.to_string_lossy().into_owned())
+            .chain(command.get_subcommands().flat_map(env_names))
+            .collect()
+    }
+
+    /// Which source, and what it holds (test values only).
+    fn describe(source: &MasterKeySource) -> String {
+        match source {
+            MasterKeySource::Base64(key) => format!("key {}", key.expose()),
+            MasterKeySource::Passphrase(phrase) => format!("passphrase {}", phrase.expose()),
+            MasterKeySource::File(path) => format!("file {}", path.display()),
+            MasterKeySource::BesideDatabase => "beside the database".into(),
+        }
     }
 
     #[test]
@@ -311,8 +348,8 @@ mod tests {
                 .alg,
             Algorithm::EdDsa
         );
-        assert!(Cli::try_parse_from(["jwks-server", "--alg", "HS256"]).is_err());
-        assert!(Cli::try_parse_from(["jwks-server", "--token-ttl", "soon"]).is_err());
+        assert!(parse(&["--alg", "HS256"]).is_err());
+        assert!(parse(&["--token-ttl", "soon"]).is_err());
     }
 
     #[test]
@@ -330,6 +367,55 @@ mod tests {
             let shown = format!("{s:?} {s:#?}");
             assert!(!shown.contains("c2VjcmV0"), "{shown}");
             assert!(shown.contains("<redacted>"));
+        }
+    }
+
+    #[test]
+    fn the_test_command_reads_no_environment_variable() {
+        let real = env_names(&Cli::command());
+        for name in [
+            "JWKS_PORT",
+            "JWKS_DATABASE",
+            "JWKS_MASTER_KEY",
+            "NOT_MY_KEY",
+            "JWKS_MASTER_KEY_FILE",
+            "JWKS_NEW_MASTER_KEY_FILE",
+        ] {
+            assert!(real.iter().any(|n| n == name), "the CLI lacks {name}");
+        }
+        assert_eq!(env_names(&env_free_command()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_master_key_given_on_the_command_line_is_used_and_never_shown() {
+        let key = "c2VjcmV0LWtleS1ieXRlcy1mb3ItdGhlLXRlc3Q=";
+        let cli = parse(&["--master-key", key]).expect("parses");
+        assert!(!format!("{cli:?}").contains(key));
+        let s = Settings::from_args(&cli.serve).expect("valid");
+        assert_eq!(describe(&s.master_key), format!("key {key}"));
+        let s = settings(&["--master-passphrase", "a long phrase"]).expect("valid");
+        assert_eq!(describe(&s.master_key), "passphrase a long phrase");
+    }
+
+    #[test]
+    fn master_key_sources_follow_the_documented_precedence() {
+        let key = ["--master-key", "a2V5"];
+        let phrase = ["--master-passphrase", "phrase"];
+        let file = ["--master-key-file", "master.key"];
+        let no_key = ["--master-key", ""];
+        let no_phrase = ["--master-passphrase", ""];
+        for (args, expected) in [
+            ([&key[..], &phrase, &file].concat(), "key a2V5"),
+            ([&phrase[..], &key, &file].concat(), "key a2V5"),
+            ([&phrase[..], &file].concat(), "passphrase phrase"),
+            ([&no_key[..], &phrase, &file].concat(), "passphrase phrase"),
+            ([&no_key[..], &no_phrase, &file].concat(), "file master.key"),
+            (file.to_vec(), "file master.key"),
+            ([&no_key[..], &no_phrase].concat(), "beside the database"),
+            (vec![], "beside the database"),
+        ] {
+            let s = settings(&args).expect("valid");
+            assert_eq!(describe(&s.master_key), expected, "{args:?}");
         }
     }
 }

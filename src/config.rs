@@ -69,7 +69,7 @@ pub const RATE_LIMIT_MAX_CLIENTS: usize = 65_536;
 pub const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Where keys are stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseSettings {
     /// Keys live in process memory only.
     Memory,
@@ -77,17 +77,6 @@ pub enum DatabaseSettings {
     Sqlite(std::path::PathBuf),
     /// A PostgreSQL database shared by replicas (`postgres://...`).
     Postgres(DatabaseUrl),
-}
-
-impl PartialEq for DatabaseSettings {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Memory, Self::Memory) => true,
-            (Self::Sqlite(a), Self::Sqlite(b)) => a == b,
-            (Self::Postgres(a), Self::Postgres(b)) => a.to_string() == b.to_string(),
-            _ => false,
-        }
-    }
 }
 
 /// Where the master key that seals private keys comes from, in order of precedence.
@@ -417,5 +406,17 @@ mod tests {
             let s = settings(&args).expect("valid");
             assert_eq!(describe(&s.master_key), expected, "{args:?}");
         }
+    }
+
+    #[test]
+    fn database_urls_that_differ_only_in_the_password_are_not_equal() {
+        let url = |password| {
+            settings(&["--database", &format!("postgres://app:{password}@db/keys")])
+                .expect("valid")
+                .database
+        };
+        assert_eq!(url("one"), url("one"));
+        assert_ne!(url("one"), url("two"));
+        assert_eq!(format!("{:?}", url("one")), format!("{:?}", url("two")));
     }
 }

@@ -35,8 +35,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_users.sql")),
 ];
 
-/// A database URL whose password never reaches `Debug` or logs.
-#[derive(Clone)]
+/// A database URL whose password never reaches `Debug` or logs. Equality compares the
+/// whole URL, password included.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {

@@ -1,4 +1,5 @@
-//! The command line: flags for the server (each with a `JWKS_*` environment variable)
+//! The command line: flags for the server (each with a `JWKS_*` environment variable, but
+//! `NOT_MY_KEY` for the passphrase; secret values are hidden from `--help`)
 //! and the subcommands, and the parsing of their values (durations among them). Parsing
 //! only: `config` validates the result and builds `Settings` from it; this module knows
 //! nothing of `config`.

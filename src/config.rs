@@ -1,5 +1,7 @@
 //! Settings, validated once and nested by concern. Everything that tunes the server is
-//! read here and nowhere else; secrets are held in redacting wrappers.
+//! validated here and nowhere else, from the flags `cli` parsed (clap reads the `JWKS_*`
+//! environment); nothing here reads the environment itself. Secrets are held in
+//! redacting wrappers.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! halves as a JWK Set and issues signed JWTs.
 //!
 //! # Layout
-//! - [`cli`]: command-line flags and subcommands (clap), each flag with a `JWKS_*` env var.
+//! - [`cli`]: command-line flags and subcommands (clap), each flag with a `JWKS_*` env var
+//!   (the master-key passphrase: `NOT_MY_KEY`); durations are parsed here.
 //! - [`config`]: validated [`config::Settings`], nested by concern.
 //! - [`telemetry`]: the `tracing` subscriber.
 //! - [`secret`]: [`secret::Secret`], the one string wrapper whose `Debug` is redacted.

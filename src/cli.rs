@@ -1,6 +1,8 @@
-//! The command line: flags for the server (each with a `JWKS_*` environment variable)
-//! and the subcommands. Parsing only; [`crate::config`] validates and turns the result
-//! into [`crate::config::Settings`].
+//! The command line: flags for the server (each with a `JWKS_*` environment variable, but
+//! `NOT_MY_KEY` for the passphrase; secret values are hidden from `--help`)
+//! and the subcommands, and the parsing of their values (durations among them). Parsing
+//! only: `config` validates the result and builds `Settings` from it; this module knows
+//! nothing of `config`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,8 +10,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::parse_duration;
 use crate::keys::Algorithm;
+use crate::secret::Secret;
+use crate::telemetry::LogFormat;
 
 /// A JWKS server: owns signing keys, rotates them, publishes the JWK Set and issues JWTs.
 #[derive(Debug, Parser)]
@@ -49,15 +52,6 @@ pub enum KeysCommand {
         #[arg(long, env = "JWKS_NEW_MASTER_KEY_FILE")]
         new_master_key_file: PathBuf,
     },
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Who may get a token at `/auth`.
@@ -128,6 +122,34 @@ pub struct ServeArgs {
     /// File holding the base64 master key that seals private keys at rest.
     #[arg(long, env = "JWKS_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Master key that seals private keys at rest: base64 of 32 bytes. Prefer the
+    /// environment variable: a flag's value is visible in the process list.
+    ///
+    /// First match wins: JWKS_MASTER_KEY (or this flag), then NOT_MY_KEY (or
+    /// --master-passphrase), then --master-key-file, else a key file beside the SQLite
+    /// database. An empty value counts as unset.
+    #[arg(
+        long,
+        env = "JWKS_MASTER_KEY",
+        hide_env_values = true,
+        value_name = "BASE64",
+        value_parser = parse_secret
+    )]
+    pub master_key: Option<Secret>,
+    /// Passphrase the master key is derived from: any string, stretched with HKDF-SHA256.
+    /// Prefer the environment variable: a flag's value is visible in the process list.
+    ///
+    /// Use a long random string. First match wins: JWKS_MASTER_KEY (or --master-key),
+    /// then NOT_MY_KEY (or this flag), then --master-key-file, else a key file beside
+    /// the SQLite database. An empty value counts as unset.
+    #[arg(
+        long,
+        env = "NOT_MY_KEY",
+        hide_env_values = true,
+        value_name = "PASSPHRASE",
+        value_parser = parse_secret
+    )]
+    pub master_passphrase: Option<Secret>,
 }
 
 /// `--alg` as clap sees it; a thin wrapper so clap can list the choices.
@@ -145,5 +167,70 @@ impl clap::ValueEnum for AlgorithmArg {
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.0.as_str()))
+    }
+}
+
+/// Wraps a secret flag's value at once, so that no `Debug` of the parsed flags shows it.
+fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(text.to_owned()))
+}
+
+/// Parses `300ms`, `30s`, `15m`, `1h`, `1d` (a bare number is seconds).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || format!("invalid duration '{text}' (use e.g. 300ms, 30s, 15m, 1h, 1d)");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3_600),
+        "d" => secs(86_400),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn help_never_shows_the_value_of_a_secret_flag() {
+        let command = Cli::command();
+        for (flag, env) in [
+            ("master-key", "JWKS_MASTER_KEY"),
+            ("master-passphrase", "NOT_MY_KEY"),
+        ] {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(flag))
+                .expect("the flag exists");
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(env)), "{flag}");
+            assert!(arg.is_hide_env_values_set(), "{flag}");
+            assert!(!arg.is_hide_set(), "--help lists {flag}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_in_each_unit() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["", "ms", "1.5h", "-1s", "10x", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,11 +1,15 @@
 //! Settings, validated once and nested by concern. Everything that tunes the server is
-//! read here and nowhere else; secrets are held in redacting wrappers.
+//! validated here and nowhere else, from the flags `cli` parsed (clap reads the `JWKS_*`
+//! environment); nothing here reads the environment itself. Secrets are held in
+//! redacting wrappers.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::cli::{AuthModeArg, LogFormat, ServeArgs};
+use crate::cli::{AuthModeArg, ServeArgs};
 use crate::keys::Lifecycle;
+use crate::secret::Secret;
+use crate::telemetry::LogFormat;
 use crate::users::AuthMode;
 
 mod database_url;
@@ -69,7 +73,7 @@ pub const RATE_LIMIT_MAX_CLIENTS: usize = 65_536;
 pub const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Where keys are stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseSettings {
     /// Keys live in process memory only.
     Memory,
@@ -79,47 +83,12 @@ pub enum DatabaseSettings {
     Postgres(DatabaseUrl),
 }
 
-impl PartialEq for DatabaseSettings {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Memory, Self::Memory) => true,
-            (Self::Sqlite(a), Self::Sqlite(b)) => a == b,
-            (Self::Postgres(a), Self::Postgres(b)) => a.to_string() == b.to_string(),
-            _ => false,
-        }
-    }
-}
-
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    #[must_use]
-    pub fn new(secret: String) -> Self {
-        Self(secret)
-    }
-
-    /// The secret text; handle with care.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 /// Where the master key that seals private keys comes from, in order of precedence.
 #[derive(Debug, Clone)]
 pub enum MasterKeySource {
-    /// `JWKS_MASTER_KEY`: base64 of 32 bytes.
+    /// `--master-key` / `JWKS_MASTER_KEY`: base64 of 32 bytes.
     Base64(Secret),
-    /// `NOT_MY_KEY`: any string, stretched with HKDF-SHA256.
+    /// `--master-passphrase` / `NOT_MY_KEY`: any string, stretched with HKDF-SHA256.
     Passphrase(Secret),
     /// `--master-key-file`: a file holding base64 of 32 bytes.
     File(std::path::PathBuf),
@@ -128,21 +97,22 @@ pub enum MasterKeySource {
 }
 
 impl MasterKeySource {
-    /// Reads the environment and the flag.
+    /// The first source given, in the order of the variants; an empty key or passphrase
+    /// counts as unset. Reads only `args` (clap has already read the environment).
     #[must_use]
-    pub fn from_env(file: Option<&std::path::Path>) -> Self {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v: &String| !v.is_empty())
-                .map(Secret::new)
+    pub fn from_args(args: &ServeArgs) -> Self {
+        let given = |secret: &Option<Secret>| {
+            secret
+                .as_ref()
+                .filter(|secret| !secret.expose().is_empty())
+                .cloned()
         };
-        if let Some(key) = var("JWKS_MASTER_KEY") {
+        if let Some(key) = given(&args.master_key) {
             Self::Base64(key)
-        } else if let Some(phrase) = var("NOT_MY_KEY") {
+        } else if let Some(phrase) = given(&args.master_passphrase) {
             Self::Passphrase(phrase)
-        } else if let Some(path) = file {
-            Self::File(path.to_path_buf())
+        } else if let Some(path) = &args.master_key_file {
+            Self::File(path.clone())
         } else {
             Self::BesideDatabase
         }
@@ -175,7 +145,7 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
 }
 
 impl Settings {
-    /// Validates parsed flags.
+    /// Validates parsed flags. Pure: reads only `args`, never the environment.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] with a one-line reason.
@@ -242,7 +212,7 @@ impl Settings {
             jwks_max_age: args.jwks_max_age,
             log_format: args.log_format,
             database,
-            master_key: MasterKeySource::from_env(args.master_key_file.as_deref()),
+            master_key: MasterKeySource::from_args(args),
             auth: AuthSettings {
                 mode: match args.auth {
                     AuthModeArg::Open => AuthMode::Open,
@@ -268,29 +238,6 @@ impl Settings {
     }
 }
 
-/// Parses `300ms`, `30s`, `15m`, `1h`, `1d` (a bare number is seconds).
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let bad = || format!("invalid duration '{text}' (use e.g. 300ms, 30s, 15m, 1h, 1d)");
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs).ok_or_else(bad);
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3_600),
-        "d" => secs(86_400),
-        _ => Err(bad()),
-    }
-}
-
 fn format_duration(d: Duration) -> String {
     if d.subsec_millis() != 0 || d.as_secs() == 0 {
         format!("{}ms", d.as_millis())
@@ -301,28 +248,51 @@ fn format_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory as _, FromArgMatches as _};
 
     use super::*;
     use crate::cli::Cli;
     use crate::keys::Algorithm;
 
-    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
-        let mut argv = vec!["jwks-server"];
-        argv.extend_from_slice(args);
-        Settings::from_args(&Cli::try_parse_from(argv).expect("parses").serve)
+    /// The command line with every argument's environment lookup switched off, so that
+    /// no `JWKS_*` or `NOT_MY_KEY` variable of the caller's shell reaches a test.
+    fn env_free_command() -> clap::Command {
+        fn without_env(command: clap::Command) -> clap::Command {
+            command
+                .mut_args(|arg| arg.env(None))
+                .mut_subcommands(without_env)
+        }
+        without_env(Cli::command())
     }
 
-    #[test]
-    fn durations_parse_in_each_unit() {
-        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        for bad in ["", "ms", "1.5h", "-1s", "10x", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+    /// Parses `args` (after the program name) from the command line alone.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["jwks-server"];
+        argv.extend_from_slice(args);
+        Cli::from_arg_matches(&env_free_command().try_get_matches_from(argv)?)
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        Settings::from_args(&parse(args).expect("parses").serve)
+    }
+
+    /// Every environment variable `command` or its subcommands read.
+    fn env_names(command: &clap::Command) -> Vec<String> {
+        command
+            .get_arguments()
+            .filter_map(clap::Arg::get_env)
+            .map(|name| name.to_string_lossy().into_owned())
+            .chain(command.get_subcommands().flat_map(env_names))
+            .collect()
+    }
+
+    /// Which source, and what it holds (test values only).
+    fn describe(source: &MasterKeySource) -> String {
+        match source {
+            MasterKeySource::Base64(key) => format!("key {}", key.expose()),
+            MasterKeySource::Passphrase(phrase) => format!("passphrase {}", phrase.expose()),
+            MasterKeySource::File(path) => format!("file {}", path.display()),
+            MasterKeySource::BesideDatabase => "beside the database".into(),
         }
     }
 
@@ -371,8 +341,8 @@ mod tests {
                 .alg,
             Algorithm::EdDsa
         );
-        assert!(Cli::try_parse_from(["jwks-server", "--alg", "HS256"]).is_err());
-        assert!(Cli::try_parse_from(["jwks-server", "--token-ttl", "soon"]).is_err());
+        assert!(parse(&["--alg", "HS256"]).is_err());
+        assert!(parse(&["--token-ttl", "soon"]).is_err());
     }
 
     #[test]
@@ -391,5 +361,66 @@ mod tests {
             assert!(!shown.contains("c2VjcmV0"), "{shown}");
             assert!(shown.contains("<redacted>"));
         }
+    }
+
+    #[test]
+    fn the_test_command_reads_no_environment_variable() {
+        let real = env_names(&Cli::command());
+        for name in [
+            "JWKS_PORT",
+            "JWKS_DATABASE",
+            "JWKS_MASTER_KEY",
+            "NOT_MY_KEY",
+            "JWKS_MASTER_KEY_FILE",
+            "JWKS_NEW_MASTER_KEY_FILE",
+        ] {
+            assert!(real.iter().any(|n| n == name), "the CLI lacks {name}");
+        }
+        assert_eq!(env_names(&env_free_command()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_master_key_given_on_the_command_line_is_used_and_never_shown() {
+        let key = "c2VjcmV0LWtleS1ieXRlcy1mb3ItdGhlLXRlc3Q=";
+        let cli = parse(&["--master-key", key]).expect("parses");
+        assert!(!format!("{cli:?}").contains(key));
+        let s = Settings::from_args(&cli.serve).expect("valid");
+        assert_eq!(describe(&s.master_key), format!("key {key}"));
+        let s = settings(&["--master-passphrase", "a long phrase"]).expect("valid");
+        assert_eq!(describe(&s.master_key), "passphrase a long phrase");
+    }
+
+    #[test]
+    fn master_key_sources_follow_the_documented_precedence() {
+        let key = ["--master-key", "a2V5"];
+        let phrase = ["--master-passphrase", "phrase"];
+        let file = ["--master-key-file", "master.key"];
+        let no_key = ["--master-key", ""];
+        let no_phrase = ["--master-passphrase", ""];
+        for (args, expected) in [
+            ([&key[..], &phrase, &file].concat(), "key a2V5"),
+            ([&phrase[..], &key, &file].concat(), "key a2V5"),
+            ([&phrase[..], &file].concat(), "passphrase phrase"),
+            ([&no_key[..], &phrase, &file].concat(), "passphrase phrase"),
+            ([&no_key[..], &no_phrase, &file].concat(), "file master.key"),
+            (file.to_vec(), "file master.key"),
+            ([&no_key[..], &no_phrase].concat(), "beside the database"),
+            (vec![], "beside the database"),
+        ] {
+            let s = settings(&args).expect("valid");
+            assert_eq!(describe(&s.master_key), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn database_urls_that_differ_only_in_the_password_are_not_equal() {
+        let url = |password| {
+            settings(&["--database", &format!("postgres://app:{password}@db/keys")])
+                .expect("valid")
+                .database
+        };
+        assert_eq!(url("one"), url("one"));
+        assert_ne!(url("one"), url("two"));
+        assert_eq!(format!("{:?}", url("one")), format!("{:?}", url("two")));
     }
 }

@@ -2,9 +2,11 @@
 //! halves as a JWK Set and issues signed JWTs.
 //!
 //! # Layout
-//! - [`cli`]: command-line flags and subcommands (clap), each flag with a `JWKS_*` env var.
+//! - [`cli`]: command-line flags and subcommands (clap), each flag with a `JWKS_*` env var
+//!   (the master-key passphrase: `NOT_MY_KEY`); durations are parsed here.
 //! - [`config`]: validated [`config::Settings`], nested by concern.
 //! - [`telemetry`]: the `tracing` subscriber.
+//! - [`secret`]: [`secret::Secret`], the one string wrapper whose `Debug` is redacted.
 //! - [`app`]: [`app::Application`]: bind, prepare keys, serve, drain.
 //! - [`http`]: routes, handlers and the JSON error shape; translation only.
 //! - [`keys`]: the key lifecycle: generation, JWK + RFC 7638 `kid`, schedules, the
@@ -21,6 +23,7 @@ pub mod http;
 pub mod keys;
 pub mod persist;
 pub mod ratelimit;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

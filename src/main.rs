@@ -74,8 +74,9 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
     // On one CPU (a pinned process, a one-core container) a multi-threaded runtime only
-    // adds cross-thread wake-ups: at 1024 connections its p99 was 5x the single thread's
-    // (BENCHMARKS.md). Blocking work (Argon2id, RSA generation) has its own pool either way.
+    // adds cross-thread wake-ups: at 1024 connections its p99 was 16x the single thread's
+    // (159.8 vs 10.3 ms, BENCHMARKS.md). Blocking work (Argon2id, RSA generation) has its
+    // own pool either way.
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let mut builder = if cpus == 1 {
         tokio::runtime::Builder::new_current_thread()

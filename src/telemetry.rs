@@ -1,9 +1,16 @@
-//! Logging setup: `tracing` to stderr, text or JSON, filtered by `RUST_LOG` (default
-//! `info`).
+//! Logging setup: `tracing` to stderr, text or JSON ([`LogFormat`], which the CLI offers
+//! as `--log-format`), filtered by `RUST_LOG` (default `info`).
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+/// Log output format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber. Call once, from `main`.
 pub fn init(format: LogFormat) {

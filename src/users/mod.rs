@@ -9,7 +9,6 @@ mod audit;
 mod password;
 mod store;
 
-use std::fmt;
 use std::sync::Arc;
 
 pub use audit::{AuditLog, AuditWriter};
@@ -17,6 +16,7 @@ pub use password::PasswordHasher;
 pub use store::{LoginEvent, NewUser, StoredUser, UserStore};
 
 use crate::persist::StoreError;
+use crate::secret::Secret;
 
 /// Everything that can go wrong with users.
 #[derive(Debug, thiserror::Error)]
@@ -124,27 +124,21 @@ impl Email {
     }
 }
 
-/// A password. Its `Debug` never shows it.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
+/// A password. Its `Debug` never shows it: it prints `Password(<redacted>)`.
+#[derive(Clone, Debug)]
+pub struct Password(Secret);
 
 impl Password {
     /// Wraps a password.
     #[must_use]
     pub fn new(secret: String) -> Self {
-        Self(secret)
+        Self(Secret::new(secret))
     }
 
     /// The secret text; handle with care.
     #[must_use]
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 }
 

@@ -26,6 +26,34 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+impl Cli {
+    /// Parses `argv` (program name first) from the command line alone: every argument's
+    /// environment variable is ignored. For tests, whose results must not depend on
+    /// `JWKS_*` variables set in the caller's shell.
+    ///
+    /// # Errors
+    /// The [`clap::Error`] a bad command line gives.
+    pub fn try_parse_without_env<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command_without_env().try_get_matches_from(argv)?;
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches)
+    }
+
+    /// The command with every environment lookup switched off, subcommands included.
+    #[must_use]
+    pub fn command_without_env() -> clap::Command {
+        fn without_env(command: clap::Command) -> clap::Command {
+            command
+                .mut_args(|arg| arg.env(None))
+                .mut_subcommands(without_env)
+        }
+        without_env(<Self as clap::CommandFactory>::command())
+    }
+}
+
 /// Subcommands besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -248,28 +248,17 @@ fn format_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory as _, FromArgMatches as _};
+    use clap::CommandFactory as _;
 
     use super::*;
     use crate::cli::Cli;
     use crate::keys::Algorithm;
 
-    /// The command line with every argument's environment lookup switched off, so that
-    /// no `JWKS_*` or `NOT_MY_KEY` variable of the caller's shell reaches a test.
-    fn env_free_command() -> clap::Command {
-        fn without_env(command: clap::Command) -> clap::Command {
-            command
-                .mut_args(|arg| arg.env(None))
-                .mut_subcommands(without_env)
-        }
-        without_env(Cli::command())
-    }
-
     /// Parses `args` (after the program name) from the command line alone.
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let mut argv = vec!["jwks-server"];
         argv.extend_from_slice(args);
-        Cli::from_arg_matches(&env_free_command().try_get_matches_from(argv)?)
+        Cli::try_parse_without_env(argv)
     }
 
     fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
@@ -376,7 +365,7 @@ mod tests {
         ] {
             assert!(real.iter().any(|n| n == name), "the CLI lacks {name}");
         }
-        assert_eq!(env_names(&env_free_command()), Vec::<String>::new());
+        assert_eq!(env_names(&Cli::command_without_env()), Vec::<String>::new());
     }
 
     #[test]

@@ -96,13 +96,14 @@ pub enum StoreError {
     /// A key with this thumbprint is already stored; the change was refused whole.
     #[error("key {0} is already stored")]
     DuplicateKey(String),
-    /// A stored row could not be turned back into a key.
-    #[error("stored key {kid} is unusable: {reason}")]
+    /// A stored row could not be turned back into a key (tampered, moved, unparsable).
+    #[error("stored key {kid} is unusable")]
     Corrupt {
         /// The stored key id.
         kid: String,
         /// Why it could not be used.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The operation means nothing for this backend (e.g. rewrapping an in-memory store).
     #[error("{0}")]

@@ -4,12 +4,27 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::keys::{
-    KeyChange, KeyInfo, KeyRecord, KeyStore, KeyVersion, RotationLease, Sealer, Versioned,
+    Algorithm, KeyChange, KeyInfo, KeyRecord, KeyStore, KeyVersion, Lifecycle, RotationLease,
+    Sealer, Versioned,
 };
 use crate::persist::{BoxFuture, StoreError};
 use crate::store::MemoryStore;
+
+/// A lifecycle in minutes for tests of planning and rotation: EdDSA keys (fast to
+/// generate) that sign for 60 s, published 20 s ahead, tokens of 30 s, 5 s of skew.
+#[must_use]
+pub fn minute_lifecycle() -> Lifecycle {
+    Lifecycle {
+        alg: Algorithm::EdDsa,
+        rotation_interval: Duration::from_secs(60),
+        publish_ahead: Duration::from_secs(20),
+        token_ttl: Duration::from_secs(30),
+        clock_skew: Duration::from_secs(5),
+    }
+}
 
 /// A key store that stops answering `apply` once [`StallingStore::stall`] is called: a
 /// rotation step then hangs in it, as in a database that accepts a connection and never

@@ -134,11 +134,17 @@ impl From<crate::users::UserError> for ApiError {
             UserError::Taken(field) => Self::Conflict(field),
             UserError::AuditClosed => Self::Unavailable("the server is shutting down"),
             UserError::Store(error) => {
-                tracing::warn!(%error, "user store unavailable");
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "user store unavailable"
+                );
                 Self::Unavailable("the user database is unreachable; try again shortly")
             }
             UserError::Audit(error) => {
-                tracing::warn!(%error, "audit log unavailable");
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "audit log unavailable"
+                );
                 Self::Unavailable("the user database is unreachable; try again shortly")
             }
             other => Self::Internal(other.to_string()),

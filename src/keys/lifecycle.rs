@@ -184,13 +184,7 @@ mod tests {
     const START: i64 = 1_700_000_000_000;
 
     fn lifecycle() -> Lifecycle {
-        Lifecycle {
-            alg: Algorithm::EdDsa,
-            rotation_interval: Duration::from_secs(60),
-            publish_ahead: Duration::from_secs(20),
-            token_ttl: Duration::from_secs(30),
-            clock_skew: Duration::from_secs(5),
-        }
+        crate::testing::minute_lifecycle()
     }
 
     fn key(s: Schedule) -> Arc<KeyRecord> {

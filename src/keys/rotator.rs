@@ -220,7 +220,10 @@ impl Rotator {
                     Duration::from_millis(u64::try_from(next - self.clock.now()).unwrap_or(0))
                 }
                 Err(error) => {
-                    tracing::error!(%error, "key rotation failed; retrying");
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "key rotation failed; retrying"
+                    );
                     RETRY_AFTER
                 }
             };
@@ -283,20 +286,27 @@ fn log_transitions(before: &StateSummary, after: &StateSummary, published: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Algorithm, ManualClock};
+    use crate::keys::ManualClock;
     use crate::store::MemoryStore;
     use crate::testing::{SharedMemory, StallingStore};
 
     const START: i64 = 1_700_000_000_000;
 
     fn lifecycle() -> Lifecycle {
-        Lifecycle {
-            alg: Algorithm::EdDsa,
-            rotation_interval: Duration::from_secs(60),
-            publish_ahead: Duration::from_secs(20),
-            token_ttl: Duration::from_secs(30),
-            clock_skew: Duration::from_secs(5),
-        }
+        crate::testing::minute_lifecycle()
+    }
+
+    /// Tells the run loop to stop and waits (at most 5 s) for it to end.
+    async fn stop_within_seconds(
+        tx: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+        why: &str,
+    ) {
+        tx.send(true).expect("send");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect(why)
+            .expect("joins");
     }
 
     fn active_count(set: &KeySet, now: i64) -> usize {
@@ -495,11 +505,7 @@ mod tests {
         .expect("bootstrap");
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(rotator.run(rx));
-        tx.send(true).expect("send");
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("stops")
-            .expect("joins");
+        stop_within_seconds(tx, task, "stops").await;
     }
 
     #[tokio::test]
@@ -516,11 +522,7 @@ mod tests {
         let task = tokio::spawn(rotator.run(rx));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!task.is_finished(), "the step hangs in the store");
-        tx.send(true).expect("send");
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("stops although its step never finishes")
-            .expect("joins");
+        stop_within_seconds(tx, task, "stops although its step never finishes").await;
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use crate::persist::StoreError;
 ///
 /// # Errors
 /// [`StoreError::MasterKey`] if the key is malformed or its file unreadable.
-pub fn master_key(source: &MasterKeySource) -> Result<Option<MasterKey>, StoreError> {
+pub(super) fn master_key(source: &MasterKeySource) -> Result<Option<MasterKey>, StoreError> {
     let unusable = |origin: String| {
         move |e: Box<dyn std::error::Error + Send + Sync>| StoreError::MasterKey {
             origin,

@@ -22,17 +22,17 @@ pub(super) struct StoredKey {
 /// for a tampered, moved or unparsable key.
 pub(super) fn open(sealer: &Sealer, row: StoredKey) -> Result<Arc<KeyRecord>, StoreError> {
     let KeyInfo { kid, alg, schedule } = row.info;
-    let corrupt = |reason: String| StoreError::Corrupt {
+    let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Corrupt {
         kid: kid.to_string(),
-        reason,
+        source,
     };
     let der = sealer.open(&kid, &row.sealed).map_err(|e| match e {
         SealError::WrongMasterKey { found, expected } => {
             StoreError::WrongMasterKey { found, expected }
         }
-        other => corrupt(other.to_string()),
+        other => corrupt(other.into()),
     })?;
-    let key = SigningKey::from_pkcs8(alg, &der).map_err(|e| corrupt(e.to_string()))?;
+    let key = SigningKey::from_pkcs8(alg, &der).map_err(|e| corrupt(e.into()))?;
     let record = KeyRecord::new(key, schedule);
     if record.kid != kid {
         return Err(corrupt(

@@ -325,9 +325,9 @@ where
 {
     let thumbprint: String = row.try_get(0usize)?;
     let alg: String = row.try_get(1usize)?;
-    let alg = alg.parse().map_err(|reason| StoreError::Corrupt {
+    let alg = alg.parse().map_err(|reason: String| StoreError::Corrupt {
         kid: thumbprint.clone(),
-        reason,
+        source: reason.into(),
     })?;
     Ok(KeyInfo {
         kid: crate::keys::KeyId::from_stored(thumbprint),

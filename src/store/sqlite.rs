@@ -141,7 +141,7 @@ impl SqliteStore {
                 }
                 other => StoreError::Corrupt {
                     kid: thumbprint.clone(),
-                    reason: other.to_string(),
+                    source: other.into(),
                 },
             });
         }

@@ -93,7 +93,11 @@ async fn write_batches(
         let (events, replies): (Vec<LoginEvent>, Vec<Reply>) = batch.drain(..).unzip();
         let result = store.record_logins(&events).await.map_err(Arc::new);
         if let Err(error) = &result {
-            tracing::error!(%error, rows = events.len(), "audit log commit failed");
+            tracing::error!(
+                error = &**error as &dyn std::error::Error,
+                rows = events.len(),
+                "audit log commit failed"
+            );
         }
         for reply in replies {
             let _ = reply.send(result.clone());

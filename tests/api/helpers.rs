@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use clap::Parser as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -71,7 +70,8 @@ pub fn settings(args: &[&str]) -> Settings {
         }
     }
     argv.extend_from_slice(args);
-    Settings::from_args(&Cli::try_parse_from(argv).expect("flags parse").serve)
+    // The shell's JWKS_* variables must not change what a test runs with.
+    Settings::from_args(&Cli::try_parse_without_env(argv).expect("flags parse").serve)
         .expect("settings valid")
 }
 

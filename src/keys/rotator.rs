@@ -15,7 +15,9 @@ use super::clock::{Clock, UnixMillis, millis};
 use super::keygen;
 use super::keyset::{KeySet, KeySetHandle};
 use super::leadership::{Leadership, SHARED_POLL};
-use super::lifecycle::Lifecycle;
+use super::lifecycle::{Lifecycle, Operation};
+use super::metrics::LifecycleMetrics;
+use super::operations::{self, OperationError, Outcome};
 use super::record::{KeyRecord, KeyState};
 use super::store::{KeyChange, KeyStore, KeyVersion};
 use super::{KeyError, KeyId};
@@ -46,6 +48,8 @@ pub struct Rotator {
     steps: Arc<tokio::sync::Mutex<StepState>>,
     /// Whether the last step reached the store.
     store_ok: Arc<AtomicBool>,
+    /// What the lifecycle counts (registered by `crate::metrics`).
+    metrics: LifecycleMetrics,
 }
 
 /// What one step hands the next.
@@ -83,9 +87,22 @@ impl Rotator {
                 leadership: Leadership::default(),
             })),
             store_ok: Arc::new(AtomicBool::new(true)),
+            metrics: LifecycleMetrics::default(),
         };
         rotator.step().await?;
         Ok(rotator)
+    }
+
+    /// The lifecycle's counters, for the metrics registry.
+    #[must_use]
+    pub fn metrics(&self) -> &LifecycleMetrics {
+        &self.metrics
+    }
+
+    /// The lifecycle this rotator follows.
+    #[must_use]
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// The handle requests read the published snapshot from.
@@ -106,6 +123,9 @@ impl Rotator {
             !matches!(result, Err(RotateError::Store(_))),
             Ordering::Relaxed,
         );
+        if result.is_err() {
+            self.metrics.rotation_failures.inc();
+        }
         result
     }
 
@@ -120,7 +140,9 @@ impl Rotator {
         let shared = self.store.is_shared();
         if shared {
             // Followers and the leader alike pick up what another replica wrote.
-            if self.store.key_version().await? != state.version {
+            let version = self.store.key_version().await;
+            self.observe_store("version", &version);
+            if version? != state.version {
                 self.reload(state).await?;
             }
             if !state.leadership.ensure(&*self.store).await? {
@@ -147,9 +169,20 @@ impl Rotator {
         })
     }
 
+    fn observe_store<T, E>(&self, operation: &'static str, result: &Result<T, E>) {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "Unix milliseconds fit an f64 exactly until the year 287396"
+        )]
+        let now_secs = self.clock.now() as f64 / 1000.0;
+        self.metrics.observe_store(operation, result, now_secs);
+    }
+
     /// Publishes what the store holds now, and remembers its version.
     async fn reload(&self, state: &mut StepState) -> Result<(), StoreError> {
-        let stored = self.store.load_keys().await?;
+        let stored = self.store.load_keys().await;
+        self.observe_store("load", &stored);
+        let stored = stored?;
         self.keys
             .publish(KeySet::build(stored.value, self.clock.now()));
         state.version = stored.version;
@@ -164,7 +197,13 @@ impl Rotator {
         let now = self.clock.now();
         let needed = self.lifecycle.plan(current.keys(), now).create;
         let patience = self.lifecycle.patience(&needed, now);
+        let started = std::time::Instant::now();
         let mut fresh = keygen::generate(self.lifecycle.alg, needed.len(), patience).await?;
+        self.metrics.observe_generation(
+            self.lifecycle.alg,
+            needed.len(),
+            started.elapsed().as_secs_f64(),
+        );
 
         // Schedules are fixed only after generation, so a slow RSA key does not shorten
         // the time its successor is published before it signs.
@@ -184,23 +223,82 @@ impl Rotator {
             change.reschedule.push(key.rescheduled(*schedule));
         }
         if !change.is_empty() {
-            state.version = self.store.apply(state.version, &change).await?;
-            let mut keys: Vec<Arc<KeyRecord>> = current
-                .keys()
+            let applied = self.store.apply(state.version, &change).await;
+            self.observe_store("apply", &applied);
+            state.version = applied?;
+            self.publish_change(&current, &change);
+            self.metrics.rotations.inc();
+            let immediate = change
+                .insert
                 .iter()
-                .filter(|k| {
-                    !change.remove.contains(&k.kid)
-                        && !change.reschedule.iter().any(|r| r.kid == k.kid)
-                })
-                .cloned()
-                .collect();
-            keys.extend(change.reschedule.iter().cloned());
-            keys.extend(change.insert.iter().cloned());
-            self.keys.publish(KeySet::build(keys, self.clock.now()));
+                .filter(|k| k.schedule.state_at(now) == KeyState::Active)
+                .count();
+            self.metrics.immediate_activations.inc_by(immediate as u64);
             log_change(&change, &self.keys.load(), self.clock.now());
         }
         let set = self.keys.load();
         Ok(self.lifecycle.next_wake(&set, self.clock.now()))
+    }
+
+    /// Publishes `current` with an applied `change` on top.
+    fn publish_change(&self, current: &KeySet, change: &KeyChange) {
+        let mut keys: Vec<Arc<KeyRecord>> = current
+            .keys()
+            .iter()
+            .filter(|k| {
+                !change.remove.contains(&k.kid)
+                    && !change.revoke.iter().any(|(kid, _)| kid == &k.kid)
+                    && !change.reschedule.iter().any(|r| r.kid == k.kid)
+            })
+            .cloned()
+            .collect();
+        keys.extend(change.reschedule.iter().cloned());
+        keys.extend(change.insert.iter().cloned());
+        self.keys.publish(KeySet::build(keys, self.clock.now()));
+    }
+
+    /// Carries out an operator's command (the admin API) as a rotation step would: after
+    /// any step in progress, over the version this process published, and published here
+    /// at once; other replicas follow at their next poll.
+    ///
+    /// # Errors
+    /// [`OperationError`]; then nothing changed.
+    pub async fn operate(&self, operation: &Operation) -> Result<Outcome, OperationError> {
+        let mut state = self.steps.lock().await;
+        for _ in 0..5 {
+            let current = self.keys.load_full();
+            let listed = self.store.list_keys().await;
+            self.observe_store("list", &listed);
+            let prepared = operations::prepare(
+                &self.lifecycle,
+                operation,
+                current.keys(),
+                &listed?.value,
+                &*self.clock,
+                Some(&self.metrics),
+            )
+            .await?;
+            let applied = self.store.apply(state.version, &prepared.change).await;
+            self.observe_store("apply", &applied);
+            match applied {
+                Ok(version) => {
+                    state.version = version;
+                    self.publish_change(&current, &prepared.change);
+                    let outcome = prepared.outcome(version);
+                    if outcome.revoked.is_some() {
+                        self.metrics.revocations.inc();
+                    }
+                    if outcome.signs_at_once {
+                        self.metrics.immediate_activations.inc();
+                    }
+                    log_operation(&outcome);
+                    return Ok(outcome);
+                }
+                Err(StoreError::Stale) => self.reload(&mut state).await?,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(OperationError::Contended)
     }
 
     /// Runs rotation steps until `shutdown` turns true. Never blocks a request: keys
@@ -271,6 +369,24 @@ fn log_change(change: &KeyChange, set: &KeySet, now: UnixMillis) {
     }
     for kid in &change.remove {
         tracing::info!(%kid, published, "dropped expired key");
+    }
+}
+
+/// What an operator's command did, in the log (the CLI path logs the same).
+pub(super) fn log_operation(outcome: &Outcome) {
+    if let Some(kid) = &outcome.revoked {
+        tracing::warn!(%kid, "revoked key: it is no longer published or used");
+    }
+    if let Some(key) = &outcome.created {
+        if outcome.signs_at_once {
+            tracing::warn!(
+                kid = %key.kid,
+                "a fresh key signs at once, without pre-publication: verifiers that cached the JWKS \
+                 reject its tokens until they fetch it again"
+            );
+        } else {
+            tracing::info!(kid = %key.kid, activates_at = key.schedule.activates_at, "published a new key ahead of use");
+        }
     }
 }
 

@@ -146,6 +146,7 @@ pub async fn build_state(
 ///    must have drained first, or their rows would be refused);
 /// 2. the rotation task: told to stop, it abandons a step in progress (nothing of a
 ///    step is persisted before its one transaction, and a cut-off transaction rolls back);
+///    then the rotation lease is given up (it holds a store connection);
 /// 3. the store: closed last, after its last use by either (SQLite folds its
 ///    write-ahead log into the main file).
 ///
@@ -192,6 +193,12 @@ impl Background {
             && tokio::time::timeout(DRAIN_TIMEOUT, rotation).await.is_err()
         {
             tracing::warn!("the rotation task did not stop in time");
+        }
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.rotator.resign())
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not give up the rotation lease in time");
         }
         if tokio::time::timeout(DRAIN_TIMEOUT, self.store.close())
             .await

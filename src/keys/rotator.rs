@@ -129,6 +129,13 @@ impl Rotator {
         result
     }
 
+    /// Gives up the rotation lease at shutdown, once the rotation task has stopped: the
+    /// lease holds a store connection, and closing the store waits for every connection
+    /// to come back (a leader used to wait out the whole close deadline).
+    pub async fn resign(&self) {
+        self.steps.lock().await.leadership.resign();
+    }
+
     /// Whether the last rotation step reached the store. While it cannot, requests are
     /// still served from memory with the keys already published.
     #[must_use]

@@ -299,6 +299,26 @@ impl Lifecycle {
         Ok(plan)
     }
 
+    /// While the store cannot be reached no successor can be persisted, so the chain must
+    /// not run out: the tail (the key that retires last; it has been published since
+    /// before it signed) keeps signing, its retirement moved to a full creation lead
+    /// ahead. Every replica computes the same from the same schedule, so they all keep
+    /// signing with the same published key. `None` while the tail has runway left.
+    #[must_use]
+    pub fn bridge_outage(
+        &self,
+        keys: &[Arc<KeyRecord>],
+        now: UnixMillis,
+    ) -> Option<(KeyId, Schedule)> {
+        let tail = keys
+            .iter()
+            .filter(|k| k.schedule.state_at(now) != KeyState::Expired)
+            .max_by_key(|k| k.schedule.retires_at)?;
+        let horizon = now + millis(self.publish_ahead) + self.lead_ms();
+        (tail.schedule.retires_at < horizon)
+            .then(|| (tail.kid.clone(), self.retiring_at(tail.schedule, horizon)))
+    }
+
     /// `schedule` with its retirement moved to `retires_at`, and its expiry after it.
     fn retiring_at(&self, schedule: Schedule, retires_at: UnixMillis) -> Schedule {
         Schedule {

@@ -60,6 +60,9 @@ struct StepState {
     version: KeyVersion,
     /// The rotation lease, for stores shared by several replicas.
     leadership: Leadership,
+    /// A key whose life was extended in memory while the store was unreachable; the
+    /// next change this process applies persists it.
+    unsaved: Option<KeyId>,
 }
 
 /// How long the rotator waits before retrying a failed step.
@@ -85,6 +88,7 @@ impl Rotator {
             steps: Arc::new(tokio::sync::Mutex::new(StepState {
                 version: stored.version,
                 leadership: Leadership::default(),
+                unsaved: None,
             })),
             store_ok: Arc::new(AtomicBool::new(true)),
             metrics: LifecycleMetrics::default(),
@@ -125,6 +129,9 @@ impl Rotator {
         );
         if result.is_err() {
             self.metrics.rotation_failures.inc();
+        }
+        if matches!(result, Err(RotateError::Store(ref e)) if !matches!(e, StoreError::Stale)) {
+            self.bridge_outage(&mut state);
         }
         result
     }
@@ -185,6 +192,29 @@ impl Rotator {
         self.metrics.observe_store(operation, result, now_secs);
     }
 
+    /// Keeps a key signing while the store is unreachable ([`Lifecycle::bridge_outage`]).
+    fn bridge_outage(&self, state: &mut StepState) {
+        let current = self.keys.load_full();
+        let now = self.clock.now();
+        let Some((kid, schedule)) = self.lifecycle.bridge_outage(current.keys(), now) else {
+            return;
+        };
+        let Some(key) = current.keys().iter().find(|k| k.kid == kid) else {
+            return;
+        };
+        let extended = KeyChange {
+            reschedule: vec![key.rescheduled(schedule)],
+            ..KeyChange::default()
+        };
+        self.publish_change(&current, &extended);
+        tracing::warn!(
+            %kid,
+            retires_at = schedule.retires_at,
+            "the store is unreachable: the signing key keeps signing (its retirement moved, in memory until the store answers)"
+        );
+        state.unsaved = Some(kid);
+    }
+
     /// Publishes what the store holds now, and remembers its version.
     async fn reload(&self, state: &mut StepState) -> Result<(), StoreError> {
         let stored = self.store.load_keys().await;
@@ -193,6 +223,8 @@ impl Rotator {
         self.keys
             .publish(KeySet::build(stored.value, self.clock.now()));
         state.version = stored.version;
+        // Another writer's keys replace any extension made here during an outage.
+        state.unsaved = None;
         tracing::debug!(version = stored.version.get(), "loaded the stored keys");
         Ok(())
     }
@@ -229,10 +261,18 @@ impl Rotator {
         {
             change.reschedule.push(key.rescheduled(*schedule));
         }
+        // Persist an extension made in memory during an outage (unless planned anew).
+        if let Some(kid) = &state.unsaved
+            && !change.reschedule.iter().any(|r| &r.kid == kid)
+            && let Some(key) = current.keys().iter().find(|k| &k.kid == kid)
+        {
+            change.reschedule.push(Arc::clone(key));
+        }
         if !change.is_empty() {
             let applied = self.store.apply(state.version, &change).await;
             self.observe_store("apply", &applied);
             state.version = applied?;
+            state.unsaved = None;
             self.publish_change(&current, &change);
             self.metrics.rotations.inc();
             let immediate = change
@@ -704,5 +744,108 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), kids.len());
+    }
+
+    /// Issue 14, defect 2: an outage that starts just before the successor is due used
+    /// to leave nothing to sign (503s), and the leader then started a fresh chain whose
+    /// first key no replica had published. Replicas must keep signing with the published
+    /// key, and after the outage no key may sign before it was published everywhere for
+    /// at least half of publish-ahead.
+    #[tokio::test]
+    async fn replicas_keep_signing_a_published_key_through_a_store_outage() {
+        use std::sync::atomic::AtomicBool;
+
+        use crate::testing::FlakyStore;
+
+        let clock = ManualClock::new(START);
+        let life = lifecycle();
+        let shared = Arc::new(SharedMemory::default());
+        let down = Arc::new(AtomicBool::new(false));
+        let replica = |id| -> Arc<dyn KeyStore> {
+            Arc::new(FlakyStore::new(shared.replica(id), Arc::clone(&down)))
+        };
+        let a = Rotator::bootstrap(life, replica(1), Arc::new(clock.clone()))
+            .await
+            .expect("a");
+        let b = Rotator::bootstrap(life, replica(2), Arc::new(clock.clone()))
+            .await
+            .expect("b");
+        let first = a
+            .handle()
+            .load()
+            .at(START)
+            .active
+            .clone()
+            .expect("active")
+            .kid
+            .clone();
+        // Down 20 s in, before the successor is created (25 s in); up again at 200 s.
+        let mut seen: std::collections::HashMap<KeyId, i64> = std::collections::HashMap::new();
+        for tick in 1..=400 {
+            clock.advance(Duration::from_secs(1));
+            let now = clock.now();
+            if tick == 20 {
+                down.store(true, Ordering::SeqCst);
+            }
+            if tick == 200 {
+                down.store(false, Ordering::SeqCst);
+            }
+            let _ = a.step().await;
+            let _ = b.step().await;
+            let (sa, sb) = (a.handle().load_full(), b.handle().load_full());
+            for set in [&sa, &sb] {
+                for key in set.keys() {
+                    if key.schedule.is_published_at(now) {
+                        seen.entry(key.kid.clone()).or_insert(now);
+                    }
+                }
+            }
+            for (name, set) in [("a", &sa), ("b", &sb)] {
+                let active = set.at(now).active.clone();
+                let active =
+                    active.unwrap_or_else(|| panic!("{name} has nothing to sign at tick {tick}"));
+                if (20..200).contains(&tick) {
+                    assert_eq!(
+                        active.kid, first,
+                        "{name} signs with the published key during the outage"
+                    );
+                }
+                // Published by both replicas for at least half of publish-ahead.
+                for other in [&sa, &sb] {
+                    assert!(
+                        other
+                            .keys()
+                            .iter()
+                            .any(|k| k.kid == active.kid && k.schedule.is_published_at(now)),
+                        "{name}'s signing key is unpublished elsewhere at tick {tick}"
+                    );
+                }
+                let since = seen.get(&active.kid).copied().unwrap_or(now);
+                assert!(
+                    active.kid == first || now - since >= millis(life.publish_ahead) / 2,
+                    "{name} signs with a key published only {} ms ago at tick {tick}",
+                    now - since
+                );
+            }
+        }
+        // The extension was persisted: a replica starting now loads the same chain.
+        let c = Rotator::bootstrap(life, replica(3), Arc::new(clock.clone()))
+            .await
+            .expect("c");
+        let now = clock.now();
+        assert_eq!(
+            c.handle()
+                .load()
+                .at(now)
+                .active
+                .as_ref()
+                .map(|k| k.kid.clone()),
+            a.handle()
+                .load()
+                .at(now)
+                .active
+                .as_ref()
+                .map(|k| k.kid.clone())
+        );
     }
 }

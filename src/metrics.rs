@@ -210,6 +210,11 @@ impl Metrics {
             lifecycle.store_last_success.clone(),
         );
         registry.register(
+            "jwks_spare_key_ready",
+            "1 while a successor key is generated ahead of need and waiting",
+            lifecycle.spare_ready.clone(),
+        );
+        registry.register(
             "jwks_build",
             "The running build",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),

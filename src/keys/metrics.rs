@@ -33,6 +33,8 @@ pub struct LifecycleMetrics {
     pub store_errors: Family<Labels, Counter>,
     /// When the store last answered (Unix seconds).
     pub store_last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// 1 while a spare successor is generated and waiting, else 0.
+    pub spare_ready: Gauge,
 }
 
 impl Default for LifecycleMetrics {
@@ -51,6 +53,7 @@ impl Default for LifecycleMetrics {
             store_operations: Family::default(),
             store_errors: Family::default(),
             store_last_success: Gauge::default(),
+            spare_ready: Gauge::default(),
         }
     }
 }

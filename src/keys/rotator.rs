@@ -19,6 +19,7 @@ use super::lifecycle::{Lifecycle, Operation};
 use super::metrics::LifecycleMetrics;
 use super::operations::{self, OperationError, Outcome};
 use super::record::{KeyRecord, KeyState};
+use super::signing::SigningKey;
 use super::store::{KeyChange, KeyStore, KeyVersion};
 use super::{KeyError, KeyId};
 use crate::persist::StoreError;
@@ -50,6 +51,17 @@ pub struct Rotator {
     store_ok: Arc<AtomicBool>,
     /// What the lifecycle counts (registered by `crate::metrics`).
     metrics: LifecycleMetrics,
+    /// A successor generated ahead of need, at idle priority with a whole interval of
+    /// patience: lateness then needs a core that never idles for a whole interval.
+    spare: Arc<Spare>,
+}
+
+/// The spare successor: at most one, never persisted or published until a step uses it.
+#[derive(Debug, Default)]
+struct Spare {
+    key: std::sync::Mutex<Option<SigningKey>>,
+    /// A generation is under way.
+    filling: AtomicBool,
 }
 
 /// What one step hands the next.
@@ -92,6 +104,7 @@ impl Rotator {
             })),
             store_ok: Arc::new(AtomicBool::new(true)),
             metrics: LifecycleMetrics::default(),
+            spare: Arc::default(),
         };
         rotator.step().await?;
         Ok(rotator)
@@ -236,13 +249,21 @@ impl Rotator {
         let now = self.clock.now();
         let needed = self.lifecycle.plan(current.keys(), now).create;
         let patience = self.lifecycle.patience(&needed, now);
+        let spare = if needed.is_empty() {
+            None
+        } else {
+            self.take_spare()
+        };
+        let missing = needed.len() - usize::from(spare.is_some());
         let started = std::time::Instant::now();
-        let mut fresh = keygen::generate(self.lifecycle.alg, needed.len(), patience).await?;
+        let mut fresh = keygen::generate(self.lifecycle.alg, missing, patience).await?;
         self.metrics.observe_generation(
             self.lifecycle.alg,
-            needed.len(),
+            missing,
             started.elapsed().as_secs_f64(),
         );
+        // The spare goes last: `pop` hands it to the first schedule of the plan.
+        fresh.extend(spare);
 
         // Schedules are fixed only after generation, so a slow RSA key does not shorten
         // the time its successor is published before it signs.
@@ -283,8 +304,60 @@ impl Rotator {
             self.metrics.immediate_activations.inc_by(immediate as u64);
             log_change(&change, &self.keys.load(), self.clock.now());
         }
+        self.refill_spare();
         let set = self.keys.load();
         Ok(self.lifecycle.next_wake(&set, self.clock.now()))
+    }
+
+    fn take_spare(&self) -> Option<SigningKey> {
+        let key = self.spare.key.lock().ok()?.take()?;
+        self.metrics.spare_ready.set(0);
+        (key.algorithm() == self.lifecycle.alg).then_some(key)
+    }
+
+    /// Starts generating a spare successor unless one is ready or under way.
+    fn refill_spare(&self) {
+        let ready = self.spare.key.lock().map(|k| k.is_some()).unwrap_or(true);
+        if ready || self.spare.filling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (spare, metrics, alg) = (
+            Arc::clone(&self.spare),
+            self.metrics.clone(),
+            self.lifecycle.alg,
+        );
+        let patience = self.lifecycle.rotation_interval.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match keygen::generate(alg, 1, patience).await {
+                Ok(mut keys) => {
+                    metrics.observe_generation(alg, 1, started.elapsed().as_secs_f64());
+                    if let (Ok(mut slot), Some(key)) = (spare.key.lock(), keys.pop()) {
+                        *slot = Some(key);
+                        metrics.spare_ready.set(1);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "spare key generation failed"
+                    );
+                }
+            }
+            spare.filling.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// The kid of the spare successor, when one is ready (it becomes the next key
+    /// planned; never published before).
+    #[must_use]
+    pub fn spare_kid(&self) -> Option<KeyId> {
+        self.spare
+            .key
+            .lock()
+            .ok()?
+            .as_ref()
+            .map(|k| k.public_jwk().kid().clone())
     }
 
     /// Publishes `current` with an applied `change` on top.
@@ -847,5 +920,49 @@ mod tests {
                 .as_ref()
                 .map(|k| k.kid.clone())
         );
+    }
+
+    /// Issue 14, defect 3: the successor comes from a spare generated ahead of need, so a
+    /// saturated core at rotation time cannot make it late.
+    #[tokio::test]
+    async fn the_successor_is_the_spare_generated_ahead_of_need() {
+        let clock = ManualClock::new(START);
+        let rotator = Rotator::bootstrap(
+            lifecycle(),
+            Arc::new(MemoryStore::default()),
+            Arc::new(clock.clone()),
+        )
+        .await
+        .expect("bootstrap");
+        let spare = async {
+            for _ in 0..500 {
+                if let Some(kid) = rotator.spare_kid() {
+                    return kid;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("no spare key after 5 s");
+        };
+        let spare = spare.await;
+        assert!(
+            !rotator
+                .handle()
+                .load()
+                .keys()
+                .iter()
+                .any(|k| k.kid == spare),
+            "a spare is never published before it is used"
+        );
+        // 30 s in, the successor is due (60 s interval, 20 s ahead, 15 s lead).
+        clock.advance(Duration::from_secs(30));
+        rotator.step().await.expect("step");
+        let set = rotator.handle().load_full();
+        let successor = set
+            .keys()
+            .iter()
+            .max_by_key(|k| k.schedule.activates_at)
+            .expect("keys");
+        assert_eq!(successor.kid, spare, "the successor is the spare");
+        assert!(successor.schedule.activates_at > clock.now());
     }
 }

@@ -532,6 +532,17 @@ mod tests {
         crate::testing::minute_lifecycle()
     }
 
+    /// A rotator over a fresh memory store, bootstrapped at the clock's time.
+    async fn memory_rotator(clock: &ManualClock) -> Rotator {
+        Rotator::bootstrap(
+            lifecycle(),
+            Arc::new(MemoryStore::default()),
+            Arc::new(clock.clone()),
+        )
+        .await
+        .expect("bootstrap")
+    }
+
     /// Tells the run loop to stop and waits (at most 5 s) for it to end.
     async fn stop_within_seconds(
         tx: watch::Sender<bool>,
@@ -555,13 +566,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_start_creates_an_active_key_a_successor_and_an_expired_key() {
         let clock = ManualClock::new(START);
-        let rotator = Rotator::bootstrap(
-            lifecycle(),
-            Arc::new(MemoryStore::default()),
-            Arc::new(clock.clone()),
-        )
-        .await
-        .expect("bootstrap");
+        let rotator = memory_rotator(&clock).await;
         let set = rotator.handle().load_full();
         assert_eq!(active_count(&set, START), 1);
         let expired = set.newest_expired(START).expect("an expired key");
@@ -927,13 +932,7 @@ mod tests {
     #[tokio::test]
     async fn the_successor_is_the_spare_generated_ahead_of_need() {
         let clock = ManualClock::new(START);
-        let rotator = Rotator::bootstrap(
-            lifecycle(),
-            Arc::new(MemoryStore::default()),
-            Arc::new(clock.clone()),
-        )
-        .await
-        .expect("bootstrap");
+        let rotator = memory_rotator(&clock).await;
         let spare = async {
             for _ in 0..500 {
                 if let Some(kid) = rotator.spare_kid() {

@@ -298,3 +298,13 @@ pub fn verify(token: &str, jwks: &Value, issuer: &str) -> Result<Value, String> 
         .map(|d| d.claims)
         .map_err(|e| e.to_string())
 }
+
+/// The kids of a JWKS document, in its order.
+pub fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect()
+}

@@ -27,12 +27,7 @@ const FLAGS: &[&str] = &[
 ];
 
 fn kids(jwks: &Value) -> HashSet<String> {
-    jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_owned())
-        .collect()
+    crate::helpers::kids(jwks).into_iter().collect()
 }
 
 #[tokio::test]

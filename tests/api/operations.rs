@@ -10,7 +10,7 @@ use axum::http::{Method, StatusCode};
 use jwks_server::keys::ManualClock;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, jwt_header, spawn_app_with, spawn_app_with_clock, verify};
+use crate::helpers::{TestApp, jwt_header, kids, spawn_app_with, spawn_app_with_clock, verify};
 use crate::process::{HttpClient, MASTER_KEY, Server};
 
 const TOKEN: &str = "s3cret-admin-token";
@@ -39,15 +39,6 @@ async fn admin_post(app: &TestApp, path: &str, body: Value) -> crate::helpers::T
         serde_json::to_vec(&body).expect("json"),
     )
     .await
-}
-
-fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_owned())
-        .collect()
 }
 
 async fn active_kid(app: &TestApp) -> String {

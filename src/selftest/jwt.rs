@@ -34,6 +34,9 @@ pub(super) enum Rejection {
     NoKid,
     /// No published key has the token's `kid`.
     UnknownKid(String),
+    /// A key with the token's `kid` is published, but its members are unusable (see the
+    /// `key material` line) or of a type this verifier does not know.
+    UnusableKey(String),
     /// The header's `alg` is not the algorithm of the key it names (RFC 8725 §3.1: the
     /// key, not the token, decides the algorithm; HS256 "key confusion" ends here).
     AlgNotOfKey {
@@ -63,6 +66,13 @@ impl fmt::Display for Rejection {
             Self::Unsecured => f.write_str("alg none (unsecured)"),
             Self::NoKid => f.write_str("no kid in the header"),
             Self::UnknownKid(kid) => write!(f, "kid {} is not in the JWKS", shown(kid)),
+            Self::UnusableKey(kid) => {
+                write!(
+                    f,
+                    "kid {} is published but its key cannot be used",
+                    shown(kid)
+                )
+            }
             Self::AlgNotOfKey { alg, key_alg } => {
                 write!(f, "alg {} is not the key's {key_alg}", shown(alg))
             }
@@ -208,7 +218,11 @@ fn verify_signature(token: &Parsed, keys: &KeyRing) -> Result<&'static str, Reje
     let kid = token.kid().ok_or(Rejection::NoKid)?;
     let mut candidates = keys.find(kid).peekable();
     let Some(first) = candidates.peek().cloned() else {
-        return Err(Rejection::UnknownKid(kid.to_owned()));
+        return Err(if keys.publishes(kid) {
+            Rejection::UnusableKey(kid.to_owned())
+        } else {
+            Rejection::UnknownKid(kid.to_owned())
+        });
     };
     let key = candidates
         .find(|key| key.allows(alg))

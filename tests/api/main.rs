@@ -15,6 +15,7 @@ mod lifecycle;
 mod postgres;
 mod process;
 mod replicas;
+mod selftest;
 mod shutdown;
 mod store_suite;
 mod users;

@@ -38,6 +38,12 @@ struct Faults {
     no_etag: bool,
     /// Discovery is served, with a trailing slash added to the issuer.
     issuer_slash: bool,
+    /// Discovery names a `token_endpoint`, which serves negative-test tokens.
+    token_endpoint: bool,
+    /// The `unknown_kid` test case returns a valid token.
+    lax_test_case: bool,
+    /// The `wrong_typ` test case is expired too.
+    sloppy_test_case: bool,
 }
 
 struct Fake {
@@ -75,13 +81,20 @@ fn b64_json(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("json"))
 }
 
-fn sign(key: &SigningKey, claims: &Value, flip: bool) -> String {
-    let header = json!({
+fn header_of(key: &SigningKey, typ: &str) -> Value {
+    json!({
         "alg": key.algorithm().as_str(),
         "kid": key.public_jwk().kid().as_str(),
-        "typ": "JWT",
-    });
-    let input = format!("{}.{}", b64_json(&header), b64_json(claims));
+        "typ": typ,
+    })
+}
+
+fn sign(key: &SigningKey, claims: &Value, flip: bool) -> String {
+    sign_with(key, &header_of(key, "JWT"), claims, flip)
+}
+
+fn sign_with(key: &SigningKey, header: &Value, claims: &Value, flip: bool) -> String {
+    let input = format!("{}.{}", b64_json(header), b64_json(claims));
     let mut signature = key.sign(input.as_bytes()).expect("sign");
     if flip {
         signature[5] ^= 1;
@@ -134,11 +147,61 @@ async fn fake_auth(State(fake): State<Arc<Fake>>, RawQuery(query): RawQuery) -> 
 }
 
 async fn fake_discovery(State(fake): State<Arc<Fake>>) -> Response {
-    axum::Json(json!({
-        "issuer": format!("{}/", fake.issuer),
+    let slash = if fake.faults.issuer_slash { "/" } else { "" };
+    let mut document = json!({
+        "issuer": format!("{}{slash}", fake.issuer),
         "jwks_uri": format!("{}/.well-known/jwks.json", fake.issuer),
-    }))
-    .into_response()
+    });
+    if fake.faults.token_endpoint {
+        document["token_endpoint"] = format!("{}/token", fake.issuer).into();
+    }
+    axum::Json(document).into_response()
+}
+
+const FAKE_TEST_CASES: &str = "expired: exp is past\nwrong_issuer: iss is another\n\
+    alg_none: unsigned\nunknown_kid: an unpublished key\nwrong_typ: typ is JWT\n";
+
+async fn fake_test_cases() -> &'static str {
+    FAKE_TEST_CASES
+}
+
+/// `POST /token`: RFC 9068 access tokens, or the negative-test token `test_case` names.
+async fn fake_token(
+    State(fake): State<Arc<Fake>>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let now = now();
+    let mut claims = json!({
+        "iss": fake.issuer, "sub": form["client_id"], "client_id": form["client_id"],
+        "aud": "api", "iat": now, "nbf": now, "exp": now + 900,
+    });
+    let mut key = &fake.key;
+    let mut header = header_of(key, "at+jwt");
+    match form.get("test_case").map(String::as_str) {
+        None => {}
+        Some("expired") => claims["exp"] = (now - 600).into(),
+        Some("wrong_issuer") => claims["iss"] = "https://wrong.invalid".into(),
+        Some("alg_none") => {
+            header["alg"] = "none".into();
+            let token = format!("{}.{}.", b64_json(&header), b64_json(&claims));
+            return axum::Json(json!({ "access_token": token })).into_response();
+        }
+        Some("unknown_kid") if !fake.faults.lax_test_case => {
+            key = &fake.old;
+            header = header_of(key, "at+jwt");
+        }
+        Some("unknown_kid") => {}
+        Some("wrong_typ") => {
+            header["typ"] = "JWT".into();
+            if fake.faults.sloppy_test_case {
+                claims["exp"] = (now - 600).into();
+            }
+        }
+        Some(_) => return StatusCode::BAD_REQUEST.into_response(),
+    }
+    let token = sign_with(key, &header, &claims, false);
+    axum::Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 900}))
+        .into_response()
 }
 
 /// Starts a fake JWKS server with `faults` and a key of `alg`.
@@ -175,8 +238,13 @@ async fn fake_server(alg: Algorithm, faults: Faults) -> FakeServer {
     let mut router = Router::new()
         .route("/.well-known/jwks.json", get(fake_jwks))
         .route("/auth", post(fake_auth));
-    if faults.issuer_slash {
+    if faults.issuer_slash || faults.token_endpoint {
         router = router.route("/.well-known/openid-configuration", get(fake_discovery));
+    }
+    if faults.token_endpoint {
+        router = router
+            .route("/token", post(fake_token))
+            .route("/token/test-cases", get(fake_test_cases));
     }
     let router = router.with_state(fake);
     let task = tokio::spawn(async move {
@@ -237,6 +305,22 @@ async fn selftest_passes_against_our_own_server_for_every_algorithm() {
         assert_eq!(report.exit_code(), 0);
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn tokens_that_need_credentials_are_a_warning_not_a_failure() {
+    let app = spawn_app_with(&["--auth", "users"]).await;
+    let report = selftest(&app.url("")).await;
+    assert_eq!(
+        outcome(&report, "token verifies"),
+        Outcome::Warn,
+        "{}",
+        report.render()
+    );
+    assert_eq!(outcome(&report, "expired token"), Outcome::Warn);
+    assert_eq!(outcome(&report, "jwks shape"), Outcome::Pass);
+    assert_eq!(report.exit_code(), 0);
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -336,6 +420,59 @@ async fn an_issuer_with_an_added_trailing_slash_fails_the_issuer_line() {
     assert_eq!(outcome(&report, "discovery jwks_uri"), Outcome::Pass);
     let detail = &report.get("discovery issuer").expect("line").detail;
     assert!(detail.contains("trailing slash"), "{detail}");
+}
+
+#[tokio::test]
+async fn negative_test_tokens_pass_when_each_is_rejected_for_its_own_reason() {
+    let faults = Faults {
+        token_endpoint: true,
+        ..Faults::default()
+    };
+    let fake = fake_server(Algorithm::Es256, faults).await;
+    let report = selftest(&fake.url).await;
+    assert!(!report.has_failures(), "{}", report.render());
+    let token = &report.get("token verifies").expect("line").detail;
+    assert!(token.starts_with("from token_endpoint"), "{token}");
+    for case in [
+        "expired",
+        "wrong_issuer",
+        "alg_none",
+        "unknown_kid",
+        "wrong_typ",
+    ] {
+        let line = format!("test case {case}");
+        assert_eq!(
+            outcome(&report, &line),
+            Outcome::Pass,
+            "{}",
+            report.render()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_negative_test_token_that_verifies_fails_its_line() {
+    let faults = Faults {
+        token_endpoint: true,
+        lax_test_case: true,
+        ..Faults::default()
+    };
+    let report = fails_on(Algorithm::Es256, faults, "test case unknown_kid").await;
+    let detail = &report.get("test case unknown_kid").expect("line").detail;
+    assert!(detail.starts_with("accepted"), "{detail}");
+    assert_eq!(outcome(&report, "test case expired"), Outcome::Pass);
+}
+
+#[tokio::test]
+async fn a_negative_test_token_wrong_for_two_reasons_fails_its_line() {
+    let faults = Faults {
+        token_endpoint: true,
+        sloppy_test_case: true,
+        ..Faults::default()
+    };
+    let report = fails_on(Algorithm::EdDsa, faults, "test case wrong_typ").await;
+    let detail = &report.get("test case wrong_typ").expect("line").detail;
+    assert!(detail.contains("more than its reason"), "{detail}");
 }
 
 #[tokio::test]

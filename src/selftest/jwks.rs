@@ -163,9 +163,18 @@ pub(super) fn check_document(body: &[u8]) -> (Vec<Check>, Option<KeyRing>) {
             ),
         )
     } else {
+        let kinds: BTreeSet<&str> = ring
+            .keys
+            .iter()
+            .map(|key| match key.material {
+                Material::Rsa { .. } => "RSA n/e minimal unpadded base64url, >= 2048 bits",
+                Material::P256 { .. } => "EC P-256 x/y 32 bytes",
+                Material::Ed25519 { .. } => "Ed25519 x 32 bytes",
+            })
+            .collect();
         Check::pass(
             "key material",
-            "RSA n/e minimal base64url, EC P-256 x/y and Ed25519 x 32 bytes",
+            kinds.into_iter().collect::<Vec<_>>().join("; "),
         )
     });
     checks.push(if not_thumbprints.is_empty() {

@@ -1,5 +1,5 @@
 //! The HTTP/1.1 client of the self-test: plain `http://` only, every request bounded by
-//! [`REQUEST_TIMEOUT`] (connecting, the head and the whole body) and every body by
+//! a timeout, [`REQUEST_TIMEOUT`] by default (connecting, the head and the whole body), and every body by
 //! [`MAX_BODY_BYTES`]. It follows no redirects and keeps no cookies: a conformance check
 //! reports what the server answers, it does not paper over it.
 
@@ -45,11 +45,13 @@ pub enum FetchError {
         /// The URL.
         url: String,
     },
-    /// The answer did not arrive within [`REQUEST_TIMEOUT`].
-    #[error("no complete answer from {url} within {}s", REQUEST_TIMEOUT.as_secs())]
+    /// The answer did not arrive within the client's timeout.
+    #[error("no complete answer from {url} within {}ms", timeout.as_millis())]
     Timeout {
         /// The URL.
         url: String,
+        /// The timeout.
+        timeout: Duration,
     },
 }
 
@@ -76,6 +78,8 @@ impl Fetched {
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     inner: Hyper<HttpConnector, Full<Bytes>>,
+    /// The longest time one request may take, connecting included.
+    timeout: Duration,
 }
 
 impl Default for HttpClient {
@@ -85,13 +89,20 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
-    /// A client whose connections are set up within [`REQUEST_TIMEOUT`].
+    /// A client whose requests each end within [`REQUEST_TIMEOUT`].
     #[must_use]
     pub fn new() -> Self {
+        Self::with_timeout(REQUEST_TIMEOUT)
+    }
+
+    /// A client whose requests each end within `timeout`.
+    #[must_use]
+    pub fn with_timeout(timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(REQUEST_TIMEOUT));
+        connector.set_connect_timeout(Some(timeout));
         Self {
             inner: Hyper::builder(TokioExecutor::new()).build(connector),
+            timeout,
         }
     }
 
@@ -159,11 +170,12 @@ impl HttpClient {
                 body,
             })
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
             .unwrap_or_else(|_| {
                 Err(FetchError::Timeout {
                     url: url.to_owned(),
+                    timeout: self.timeout,
                 })
             })
     }

@@ -26,6 +26,9 @@ use crate::config::Settings;
 pub use client::{FetchError, HttpClient, MAX_BODY_BYTES, REQUEST_TIMEOUT};
 pub use jwt::{LEEWAY_SECS, MAX_TOKEN_BYTES};
 
+/// The longest detail printed on a line (characters).
+pub const MAX_DETAIL_CHARS: usize = 400;
+
 /// Why the self-test could not run at all (the binary exits with status 2).
 #[derive(Debug, thiserror::Error)]
 pub enum SelftestError {
@@ -78,11 +81,18 @@ pub struct Check {
 }
 
 impl Check {
+    /// A check; a detail past [`MAX_DETAIL_CHARS`] is cut (a set of many bad keys would
+    /// otherwise print one endless line).
     fn new(name: impl Into<String>, outcome: Outcome, detail: impl Into<String>) -> Self {
+        let mut detail = detail.into();
+        if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+            detail.truncate(cut);
+            detail.push('…');
+        }
         Self {
             name: name.into(),
             outcome,
-            detail: detail.into(),
+            detail,
         }
     }
 
@@ -340,6 +350,14 @@ mod tests {
             "{table}"
         );
         assert!(table.ends_with("4 checks: 1 pass, 1 warn, 1 fail, 1 skip\n"));
+    }
+
+    #[test]
+    fn a_long_detail_is_cut() {
+        let check = Check::fail("x", "é".repeat(MAX_DETAIL_CHARS + 5));
+        assert_eq!(check.detail.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert!(check.detail.ends_with('…'));
+        assert_eq!(Check::pass("x", "short").detail, "short");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -13,7 +14,9 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwks_server::keys::{Algorithm, SigningKey};
-use jwks_server::selftest::{Outcome, Report, Target, run};
+use jwks_server::selftest::{
+    FetchError, HttpClient, MAX_BODY_BYTES, Outcome, REQUEST_TIMEOUT, Report, Target, run,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -599,4 +602,55 @@ async fn the_binary_exits_1_with_a_fail_and_2_when_it_cannot_run() {
         assert_eq!(code, Some(2), "{url}: {stderr}");
         assert!(stderr.starts_with("error: bad URL"), "{url}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn the_client_refuses_a_body_over_its_limit() {
+    let router = Router::new()
+        .route("/big", get(|| async { vec![b'x'; MAX_BODY_BYTES + 1] }))
+        .route("/fits", get(|| async { vec![b'x'; MAX_BODY_BYTES] }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let client = HttpClient::new();
+    let fits = client
+        .get(&format!("{base}/fits"), &[])
+        .await
+        .expect("fits");
+    assert_eq!(fits.body.len(), MAX_BODY_BYTES);
+    let big = client.get(&format!("{base}/big"), &[]).await;
+    assert!(matches!(big, Err(FetchError::Body { .. })), "{big:?}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn the_client_gives_up_on_a_server_that_never_answers() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Accepts and holds connections, never answers.
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let result = HttpClient::with_timeout(timeout)
+        .get(&format!("http://{addr}/jwks"), &[])
+        .await;
+    assert!(
+        matches!(result, Err(FetchError::Timeout { .. })),
+        "{result:?}"
+    );
+    let elapsed = started.elapsed();
+    assert!(elapsed >= timeout && elapsed < timeout * 10, "{elapsed:?}");
+    assert_eq!(
+        REQUEST_TIMEOUT,
+        Duration::from_secs(10),
+        "the documented default"
+    );
+    task.abort();
 }

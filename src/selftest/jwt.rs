@@ -13,6 +13,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::jwks::KeyRing;
@@ -146,9 +147,14 @@ pub(super) fn parse(token: &str) -> Result<Parsed, Rejection> {
             .decode(part)
             .map_err(|_| Rejection::Malformed(format!("{what} is not unpadded base64url")))
     };
-    let object = |bytes: Vec<u8>, what: &str| match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(Rejection::Malformed(format!("{what} is not a JSON object"))),
+    let object = |bytes: Vec<u8>, what: &str| {
+        serde_json::from_slice::<UniqueObject>(&bytes)
+            .map(|object| object.0)
+            .map_err(|_| {
+                Rejection::Malformed(format!(
+                    "{what} is not a JSON object with distinct member names"
+                ))
+            })
     };
     let header_map = object(decode(header, "header")?, "header")?;
     let claims = object(decode(payload, "payload")?, "claims")?;
@@ -162,6 +168,35 @@ pub(super) fn parse(token: &str) -> Result<Parsed, Rejection> {
         signing_input: format!("{header}.{payload}"),
         signature,
     })
+}
+
+/// A JSON object whose member names are distinct. RFC 7515 §5.2 and RFC 7519 §7.2 let a
+/// parser either reject duplicates or take the last one; a strict one rejects them, since
+/// two libraries that read different values of one name disagree about the token.
+struct UniqueObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = UniqueObject;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueObject, A::Error> {
+                let mut members = Map::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    if members.insert(name, value).is_some() {
+                        return Err(de::Error::custom("duplicate member name"));
+                    }
+                }
+                Ok(UniqueObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 /// What a token must say besides carrying a valid signature.
@@ -420,6 +455,14 @@ mod tests {
             format!("{}.{good_claims}.AAAA", b64(&Value::from(5))),
             format!("{good_header}.{}.AAAA", URL_SAFE_NO_PAD.encode("[1]")),
             format!(
+                "{good_header}.{}.AAAA",
+                URL_SAFE_NO_PAD.encode(r#"{"exp": 1, "exp": 9999999999}"#)
+            ),
+            format!(
+                "{}.{good_claims}.AAAA",
+                URL_SAFE_NO_PAD.encode(r#"{"alg": "ES256", "alg": "none"}"#)
+            ),
+            format!(
                 "{}.{good_claims}.AAAA",
                 b64(&serde_json::json!({"alg": "ES256", "crit": ["x"]}))
             ),
@@ -431,5 +474,7 @@ mod tests {
             );
         }
         assert!(parse(&format!("{good_header}.{good_claims}.AAAA")).is_ok());
+        let nested = URL_SAFE_NO_PAD.encode(r#"{"exp": 1, "a": {"b": 1}, "c": {"b": 2}}"#);
+        assert!(parse(&format!("{good_header}.{nested}.AAAA")).is_ok());
     }
 }

@@ -37,14 +37,22 @@ pub(super) struct Context<'a> {
     pub(super) token_endpoint: Option<String>,
 }
 
-/// A good token's `aud`, which negative-test tokens are compared against.
-type Audience = Option<String>;
+/// What the normal token check found, for the negative-test cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Good {
+    /// A token verified; its `aud`, which negative-test tokens are compared against.
+    Verified { audience: Option<String> },
+    /// Tokens need credentials the self-test does not have (`--auth users`).
+    NeedsCredentials,
+    /// No token was obtained, or it did not verify.
+    Missing,
+}
 
 /// Appends the token checks.
 pub(super) async fn check(context: &Context<'_>, checks: &mut Vec<Check>) {
-    let audience = normal_token(context, checks).await;
+    let good = normal_token(context, checks).await;
     checks.push(expired_token(context).await);
-    test_cases(context, audience, checks).await;
+    test_cases(context, &good, checks).await;
 }
 
 /// POSTs `form`, once more after a 429's `Retry-After` (at most [`MAX_RETRY_AFTER`]):
@@ -105,8 +113,8 @@ fn token_source(context: &Context<'_>) -> (String, &'static str, Option<&'static
     }
 }
 
-/// A normal token verifies against the JWKS by its kid. Returns its `aud`.
-async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Audience {
+/// A normal token verifies against the JWKS by its kid.
+async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Good {
     const NAME: &str = "token verifies";
     let (url, source, typ) = token_source(context);
     if url.starts_with("https://") {
@@ -117,7 +125,7 @@ async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Audienc
                 shown(&url)
             ),
         ));
-        return None;
+        return Good::Missing;
     }
     let form: &[(&str, &str)] = if typ.is_some() {
         &[
@@ -131,7 +139,7 @@ async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Audienc
         Ok(response) => response,
         Err(error) => {
             checks.push(Check::fail(NAME, format!("{source}: {error}")));
-            return None;
+            return Good::Missing;
         }
     };
     match response.status {
@@ -144,7 +152,7 @@ async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Audienc
                     answered(&response)
                 ),
             ));
-            return None;
+            return Good::Missing;
         }
         StatusCode::UNAUTHORIZED => {
             checks.push(Check::warn(
@@ -154,21 +162,21 @@ async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Audienc
                     answered(&response)
                 ),
             ));
-            return None;
+            return Good::NeedsCredentials;
         }
         _ => {
             checks.push(Check::fail(
                 NAME,
                 format!("{source} {}", answered(&response)),
             ));
-            return None;
+            return Good::Missing;
         }
     }
     let token = match token_of(&response) {
         Ok(token) => token,
         Err(detail) => {
             checks.push(Check::fail(NAME, format!("{source}: {detail}")));
-            return None;
+            return Good::Missing;
         }
     };
     let expect = Expect {
@@ -188,11 +196,12 @@ async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Audienc
                     verified.token.claim_names()
                 ),
             ));
-            match verified.token.claims.get("aud") {
+            let audience = match verified.token.claims.get("aud") {
                 Some(Value::String(aud)) => Some(aud.clone()),
                 Some(Value::Array(auds)) => auds.first().and_then(Value::as_str).map(str::to_owned),
                 _ => None,
-            }
+            };
+            Good::Verified { audience }
         }
         Err(rejections) => {
             let kid = jwt::parse(&token)
@@ -203,7 +212,7 @@ async fn normal_token(context: &Context<'_>, checks: &mut Vec<Check>) -> Audienc
                 NAME,
                 format!("from {source}: kid {kid}: {}", reasons(&rejections)),
             ));
-            None
+            Good::Missing
         }
     }
 }
@@ -316,7 +325,18 @@ fn parse_test_cases(body: &[u8]) -> Result<Vec<(String, String)>, String> {
 
 /// Each negative-test token must be rejected by the verifier for its stated reason, and
 /// for no other.
-async fn test_cases(context: &Context<'_>, audience: Audience, checks: &mut Vec<Check>) {
+async fn test_cases(context: &Context<'_>, good: &Good, checks: &mut Vec<Check>) {
+    if *good == Good::NeedsCredentials {
+        checks.push(Check::skip(
+            "test cases",
+            "tokens need credentials: negative-test tokens not requested",
+        ));
+        return;
+    }
+    let audience = match good {
+        Good::Verified { audience } => audience.as_deref(),
+        Good::NeedsCredentials | Good::Missing => None,
+    };
     let list_url = context.target.url("/token/test-cases");
     let response = match context.client.get(&list_url, &[]).await {
         Ok(response) => response,
@@ -354,7 +374,7 @@ async fn test_cases(context: &Context<'_>, audience: Audience, checks: &mut Vec<
         .clone()
         .unwrap_or_else(|| context.target.url("/token"));
     for (name, description) in cases {
-        let check = test_case(context, &endpoint, &name, &description, audience.as_deref()).await;
+        let check = test_case(context, &endpoint, &name, &description, audience).await;
         checks.push(check);
     }
 }

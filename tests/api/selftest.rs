@@ -322,6 +322,13 @@ async fn tokens_that_need_credentials_are_a_warning_not_a_failure() {
     );
     assert_eq!(outcome(&report, "expired token"), Outcome::Warn);
     assert_eq!(outcome(&report, "jwks shape"), Outcome::Pass);
+    let cases = report.get("test cases").expect("line");
+    assert_eq!(cases.outcome, Outcome::Skip);
+    assert!(
+        cases.detail.contains("need credentials"),
+        "{}",
+        cases.detail
+    );
     assert_eq!(report.exit_code(), 0);
     app.stop().await;
 }

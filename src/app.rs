@@ -17,14 +17,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
+use crate::config::AdminTokenSource;
 use crate::config::{
     DRAIN_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS, RATE_LIMIT_WINDOW,
     Settings,
 };
-use crate::http::{AppState, Limits, SharedState, router};
+use crate::http::{AdminState, AppState, Limits, SharedState, admin_router, router};
 use crate::keys::{Clock, KeyStore, RotateError, Rotator, SystemClock};
+use crate::metrics::Metrics;
 use crate::persist::StoreError;
 use crate::ratelimit::RateLimiter;
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::token::Issuer;
 use crate::users::{AuditLog, AuditWriter, PasswordHasher, UserStore, Users};
@@ -47,6 +50,15 @@ pub enum AppError {
     /// The store could not be opened.
     #[error("cannot open the key store")]
     Store(#[from] StoreError),
+    /// The admin token file could not be read.
+    #[error("cannot read the admin token file {}", path.display())]
+    AdminToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Everything a request needs, over an open store, and the owner of what runs behind it.
@@ -56,6 +68,8 @@ pub struct Services {
     pub state: AppState,
     /// The per-route rate limiters.
     pub limits: Limits,
+    /// Every metric, for the admin listener's `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// The audit writer, the rotation task and the store, stopped in order at the end.
     pub background: Background,
 }
@@ -93,6 +107,12 @@ pub async fn build_state(
         register: limiter(settings.auth.register_rate_limit),
     };
     let issuer = Issuer::new(issuer, settings.token.audience.clone(), settings.token.ttl);
+    let metrics = Arc::new(Metrics::new(
+        rotator.metrics(),
+        rotator.handle(),
+        Arc::clone(&clock),
+        settings.keys.publish_ahead,
+    ));
     let cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
     let state = AppState::new(SharedState {
         keys: rotator.handle(),
@@ -103,11 +123,13 @@ pub async fn build_state(
         users,
         trust_proxy: settings.auth.trust_proxy,
         body_timeout: settings.http.request_timeout,
+        requests: metrics.requests.clone(),
     });
     let (stop_rotation, _) = watch::channel(false);
     Ok(Services {
         state,
         limits,
+        metrics,
         background: Background {
             audit_writer,
             rotator,
@@ -124,6 +146,7 @@ pub async fn build_state(
 ///    must have drained first, or their rows would be refused);
 /// 2. the rotation task: told to stop, it abandons a step in progress (nothing of a
 ///    step is persisted before its one transaction, and a cut-off transaction rolls back);
+///    then the rotation lease is given up (it holds a store connection);
 /// 3. the store: closed last, after its last use by either (SQLite folds its
 ///    write-ahead log into the main file).
 ///
@@ -171,6 +194,12 @@ impl Background {
         {
             tracing::warn!("the rotation task did not stop in time");
         }
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.rotator.resign())
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not give up the rotation lease in time");
+        }
         if tokio::time::timeout(DRAIN_TIMEOUT, self.store.close())
             .await
             .is_err()
@@ -178,6 +207,21 @@ impl Background {
             tracing::warn!("the store did not close in time");
         }
     }
+}
+
+/// The admin API's token from its configured source.
+fn admin_token(settings: &Settings) -> Result<Option<Arc<Secret>>, AppError> {
+    Ok(match &settings.admin.token {
+        None => None,
+        Some(AdminTokenSource::Value(token)) => Some(Arc::new(token.clone())),
+        Some(AdminTokenSource::File(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| AppError::AdminToken {
+                path: path.clone(),
+                source,
+            })?;
+            Some(Arc::new(Secret::new(text.trim().to_owned())))
+        }
+    })
 }
 
 /// A server that is bound and has its keys, ready to run.
@@ -191,6 +235,8 @@ pub struct Application {
     router: Router,
     /// The handlers' state, also for the JWKS fast path in front of the router.
     state: AppState,
+    /// The operators' listener and its routes, when `--admin-port` is set.
+    admin: Option<(TcpListener, Router)>,
     /// Stopped after the drain, in its documented order.
     background: Background,
     /// The settings it was built from.
@@ -226,12 +272,41 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
-        let services = build_state(&settings, settings.issuer_for(addr), store, clock).await?;
+        let admin =
+            match settings.admin.addr {
+                Some(admin_addr) => Some(TcpListener::bind(admin_addr).await.map_err(
+                    |source| AppError::Bind {
+                        addr: admin_addr,
+                        source,
+                    },
+                )?),
+                None => None,
+            };
+        let token = admin_token(&settings)?;
+        let key_store: Arc<dyn KeyStore> = store.clone();
+        let services = build_state(
+            &settings,
+            settings.issuer_for(addr),
+            store,
+            Arc::clone(&clock),
+        )
+        .await?;
+        let admin = admin.map(|listener| {
+            let routes = admin_router(AdminState {
+                rotator: services.background.rotator().clone(),
+                store: key_store,
+                token,
+                metrics: Arc::clone(&services.metrics),
+                clock,
+            });
+            (listener, routes)
+        });
         Ok(Self {
             listener,
             addr,
             router: router(services.state.clone(), services.limits),
             state: services.state,
+            admin,
             background: services.background,
             settings,
         })
@@ -241,6 +316,14 @@ impl Application {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's bound address, when there is one.
+    #[must_use]
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The password hasher, e.g. for tests that read its counters.
@@ -260,6 +343,22 @@ impl Application {
     /// ([`Background::stop`]).
     pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send) {
         self.background.start_rotation();
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin = self.admin.take().map(|(listener, routes)| {
+            let addr = listener.local_addr().ok();
+            tracing::info!(?addr, "admin listener (metrics, /admin API)");
+            let mut stopped = admin_stopped.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, routes)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+                if let Err(error) = served {
+                    tracing::warn!(%error, "admin listener failed");
+                }
+            })
+        });
         tracing::info!(addr = %self.addr, alg = %self.settings.keys.alg, "listening");
 
         let graceful = GracefulShutdown::new();
@@ -311,6 +410,13 @@ impl Application {
             .is_err()
         {
             tracing::warn!("drain deadline passed; closing remaining connections");
+        }
+        // The admin API acts through the rotator: it stops before the background does.
+        let _ = admin_stop.send(true);
+        if let Some(admin) = admin
+            && tokio::time::timeout(DRAIN_TIMEOUT, admin).await.is_err()
+        {
+            tracing::warn!("admin listener did not stop in time");
         }
         drop(self.router);
         drop(self.state);

@@ -88,6 +88,30 @@ pub enum KeysCommand {
         #[arg(long, env = "JWKS_NEW_MASTER_KEY_FILE")]
         new_master_key_file: PathBuf,
     },
+    /// List every key: kid, algorithm, state and each instant of its schedule (never
+    /// private material; opens no private key). Works while a server runs.
+    List {
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan a new key now: published at once, signing after --publish-ahead. Works while
+    /// servers run: they pick it up within a second.
+    Rotate {
+        /// The new key signs at once (verifiers that cached the JWKS reject its tokens
+        /// until they fetch it again).
+        #[arg(long)]
+        immediate: bool,
+    },
+    /// Revoke a key for good (a leaked key): it leaves the JWKS of every server within a
+    /// second; if it was signing, a fresh key signs at once.
+    Revoke {
+        /// The key's kid (see `keys list`).
+        kid: String,
+        /// Why, kept with the key.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 /// Who may get a token at `/auth`.
@@ -186,6 +210,26 @@ pub struct ServeArgs {
         value_parser = parse_secret
     )]
     pub master_passphrase: Option<Secret>,
+    /// Port of the admin listener (`GET /metrics`, the `/admin` API); off unless set.
+    #[arg(long, env = "JWKS_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+    /// Address of the admin listener.
+    #[arg(long, env = "JWKS_ADMIN_HOST", default_value = "127.0.0.1")]
+    pub admin_host: IpAddr,
+    /// Bearer token of the admin API. Prefer the environment variable or
+    /// --admin-token-file: a flag's value is visible in the process list. Without a token
+    /// the admin API answers 401 to everything (`/metrics` needs none).
+    #[arg(
+        long,
+        env = "JWKS_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_secret
+    )]
+    pub admin_token: Option<Secret>,
+    /// File holding the admin API's bearer token (used when JWKS_ADMIN_TOKEN is unset).
+    #[arg(long, env = "JWKS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `--alg` as clap sees it; a thin wrapper so clap can list the choices.

@@ -138,6 +138,26 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where the master key comes from.
     pub master_key: MasterKeySource,
+    /// The operators' listener.
+    pub admin: AdminSettings,
+}
+
+/// The admin listener: `/metrics` and the `/admin` API, off unless a port is given.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where it listens; `None`: no admin listener.
+    pub addr: Option<SocketAddr>,
+    /// Where the admin API's bearer token comes from; `None`: every admin request is 401.
+    pub token: Option<AdminTokenSource>,
+}
+
+/// Where the admin API's bearer token comes from.
+#[derive(Debug, Clone)]
+pub enum AdminTokenSource {
+    /// `JWKS_ADMIN_TOKEN` or `--admin-token`.
+    Value(Secret),
+    /// `--admin-token-file`: read at start-up.
+    File(std::path::PathBuf),
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -213,6 +233,18 @@ impl Settings {
             log_format: args.log_format,
             database,
             master_key: MasterKeySource::from_args(args),
+            admin: AdminSettings {
+                addr: args
+                    .admin_port
+                    .map(|port| SocketAddr::new(args.admin_host, port)),
+                token: match (&args.admin_token, &args.admin_token_file) {
+                    (Some(token), _) if !token.expose().is_empty() => {
+                        Some(AdminTokenSource::Value(token.clone()))
+                    }
+                    (_, Some(path)) => Some(AdminTokenSource::File(path.clone())),
+                    _ => None,
+                },
+            },
             auth: AuthSettings {
                 mode: match args.auth {
                     AuthModeArg::Open => AuthMode::Open,

@@ -23,6 +23,8 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod metrics;
+pub mod operator;
 pub mod persist;
 pub mod ratelimit;
 pub mod secret;

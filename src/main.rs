@@ -38,6 +38,26 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Keys {
+            action: KeysCommand::List { json },
+        } => block_on(async {
+            print(&jwks_server::operator::list(&settings, json).await?);
+            Ok(())
+        }),
+        Command::Keys {
+            action: KeysCommand::Rotate { immediate },
+        } => block_on(async {
+            let operation = jwks_server::keys::Operation::Rotate { immediate };
+            print(&jwks_server::operator::operate(&settings, operation).await?);
+            Ok(())
+        }),
+        Command::Keys {
+            action: KeysCommand::Revoke { kid, reason },
+        } => block_on(async {
+            let operation = jwks_server::operator::revoke(kid, reason);
+            print(&jwks_server::operator::operate(&settings, operation).await?);
+            Ok(())
+        }),
+        Command::Keys {
             action: KeysCommand::Rewrap {
                 new_master_key_file,
             },
@@ -63,6 +83,14 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes a command's result to standard output.
+fn print(text: &str) {
+    #[allow(clippy::print_stdout, reason = "the command's result is its output")]
+    {
+        println!("{}", text.trim_end());
     }
 }
 

@@ -93,6 +93,9 @@ pub enum StoreError {
     /// A unique field (`"username"` or `"email"`) is already taken.
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// No stored, unrevoked key has this id; the change was refused whole.
+    #[error("no stored key {0} that is not revoked")]
+    UnknownKey(String),
     /// A key with this thumbprint is already stored; the change was refused whole.
     #[error("key {0} is already stored")]
     DuplicateKey(String),

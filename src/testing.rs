@@ -166,3 +166,77 @@ impl KeyStore for Replica {
         Box::pin(async move { Ok(lease) })
     }
 }
+
+/// A key store that is unreachable while its switch is on, as a database during an
+/// outage: every call fails, leases included. Wraps any store (a replica of
+/// [`SharedMemory`], say); stores sharing one switch go down together.
+#[derive(Debug)]
+pub struct FlakyStore {
+    inner: Arc<dyn KeyStore>,
+    down: Arc<AtomicBool>,
+}
+
+impl FlakyStore {
+    /// `inner`, unreachable while `down` is set.
+    #[must_use]
+    pub fn new(inner: Arc<dyn KeyStore>, down: Arc<AtomicBool>) -> Self {
+        Self { inner, down }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl KeyStore for FlakyStore {
+    fn load_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<Arc<KeyRecord>>>, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.load_keys(),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn list_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<KeyInfo>>, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.list_keys(),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn apply<'a>(
+        &'a self,
+        base: KeyVersion,
+        change: &'a KeyChange,
+    ) -> BoxFuture<'a, Result<KeyVersion, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.apply(base, change),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn key_version(&self) -> BoxFuture<'_, Result<KeyVersion, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.key_version(),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn rewrap<'a>(&'a self, new: &'a Sealer) -> BoxFuture<'a, Result<usize, StoreError>> {
+        self.inner.rewrap(new)
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    fn try_lease(&self) -> BoxFuture<'_, Result<Option<Box<dyn RotationLease>>, StoreError>> {
+        match self.check() {
+            Ok(()) => self.inner.try_lease(),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}

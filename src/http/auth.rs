@@ -9,7 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::users::{AuthOutcome, Password};
+use crate::metrics::{AuthFailure, AuthGrant};
+use crate::users::{AuthOutcome, DenyReason, Password};
 
 use super::body::{is_json, media_type, read_body};
 use super::error::ApiError;
@@ -53,13 +54,25 @@ pub(super) async fn token_issue(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let expired = expired_param(query.as_deref())?;
     let password = credentials.password.map(Password::new);
+    let grant = if credentials.username.is_some() {
+        AuthGrant::Password
+    } else {
+        AuthGrant::Anonymous
+    };
     let subject = match state
         .users
         .authenticate(credentials.username.as_deref(), password, client)
         .await?
     {
         AuthOutcome::Granted { subject } => subject,
-        AuthOutcome::Denied => return Err(ApiError::Unauthorized),
+        AuthOutcome::Denied(reason) => {
+            state.requests.auth_failure(match reason {
+                DenyReason::MissingCredentials => AuthFailure::MissingCredentials,
+                DenyReason::UnknownUser => AuthFailure::UnknownUser,
+                DenyReason::WrongPassword => AuthFailure::WrongPassword,
+            });
+            return Err(ApiError::Unauthorized);
+        }
     };
     let now = state.clock.now();
     let set = state.keys.load();
@@ -76,6 +89,7 @@ pub(super) async fn token_issue(
             .ok_or(ApiError::Unavailable("no active signing key"))?;
         state.issuer.issue(key, &subject, now)?
     };
+    state.requests.auth_token(grant, expired);
     Ok(Json(TokenResponse {
         token: issued.token,
         token_type: "Bearer",

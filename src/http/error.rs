@@ -50,6 +50,15 @@ pub enum ApiError {
     /// The server cannot answer right now (503), e.g. no active key.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The admin API refused the caller (401, with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    AdminUnauthorized(&'static str),
+    /// No key with this kid (404).
+    #[error("no key {0} is stored")]
+    UnknownKey(String),
+    /// An operation that does not apply to the keys as they are (409).
+    #[error("{0}")]
+    Refused(String),
     /// A failure on our side (500). The detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -76,6 +85,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            Self::AdminUnauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::UnknownKey(_) => (StatusCode::NOT_FOUND, "unknown_key"),
+            Self::Refused(_) => (StatusCode::CONFLICT, "operation_refused"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
     }
@@ -109,6 +121,13 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(challenge),
+                );
+            }
+            Self::AdminUnauthorized(_) => {
+                // RFC 6750 §3.
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="jwks-server admin""#),
                 );
             }
             Self::RateLimited { retry_after_secs } => {

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::state::AppState;
+use crate::keys::KeyState;
 
 /// Always 200 while the process serves requests.
 pub(super) async fn health_live() -> Json<Value> {
@@ -24,6 +25,11 @@ pub(super) async fn health_ready(State(state): State<AppState>) -> (StatusCode, 
     } else {
         "unreachable"
     };
+    let next = set
+        .keys()
+        .iter()
+        .filter(|k| k.schedule.state_at(now) == KeyState::Pending)
+        .min_by_key(|k| k.schedule.activates_at);
     match &epoch.active {
         Some(key) => {
             let status = if store == "ok" { "ready" } else { "degraded" };
@@ -32,6 +38,8 @@ pub(super) async fn health_ready(State(state): State<AppState>) -> (StatusCode, 
                 "store": store,
                 "active_kid": key.kid,
                 "published_keys": epoch.published,
+                "next_kid": next.map(|k| &k.kid),
+                "next_activates_at_ms": next.map(|k| k.schedule.activates_at),
             });
             (StatusCode::OK, Json(body))
         }

@@ -31,6 +31,7 @@ pub(super) fn jwks_respond(state: &AppState, headers: &HeaderMap) -> Response {
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .any(|value| matches_etag(value.as_bytes(), &epoch.etag));
+    state.requests.jwks_response(not_modified);
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, Body::empty())
     } else {

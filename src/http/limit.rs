@@ -20,6 +20,8 @@ use crate::ratelimit::{Decision, RateLimiter};
 pub(super) struct RouteLimit {
     pub(super) limiter: Arc<RateLimiter>,
     pub(super) trust_proxy: bool,
+    /// Counts the requests this limit refused.
+    pub(super) refused: prometheus_client::metrics::counter::Counter,
 }
 
 /// The client's IP: the socket peer, or with `trust_proxy` the address the proxy in
@@ -77,6 +79,7 @@ pub(super) async fn enforce(
     if let Some(ip) = client_ip(request.headers(), peer, limit.trust_proxy)
         && let Decision::Limited { retry_after } = limit.limiter.check(ip, Instant::now())
     {
+        limit.refused.inc();
         let retry_after_secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         return ApiError::RateLimited {
             retry_after_secs: retry_after_secs.max(1),

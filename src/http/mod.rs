@@ -6,6 +6,7 @@
 //! `GET /healthz`, `GET /readyz`. Wrong methods answer 405 with `Allow`; unknown paths
 //! 404; both in the JSON error shape.
 
+mod admin;
 mod auth;
 mod body;
 mod error;
@@ -23,6 +24,7 @@ use axum::routing::{MethodRouter, get, post};
 
 use crate::ratelimit::RateLimiter;
 
+pub use admin::{AdminState, KeyListing, KeyView, OutcomeView, admin_router};
 pub use auth::{Credentials, TokenResponse};
 pub use error::ApiError;
 pub use state::{AppState, Shared as SharedState};
@@ -56,13 +58,15 @@ pub struct Limits {
 fn limited(
     route: MethodRouter<AppState>,
     limiter: Option<Arc<RateLimiter>>,
-    trust_proxy: bool,
+    state: &AppState,
+    path: &'static str,
 ) -> MethodRouter<AppState> {
     match limiter {
         Some(limiter) => route.route_layer(from_fn_with_state(
             limit::RouteLimit {
                 limiter,
-                trust_proxy,
+                trust_proxy: state.trust_proxy,
+                refused: state.requests.rate_limited(path),
             },
             limit::enforce,
         )),
@@ -73,18 +77,25 @@ fn limited(
 /// The application's router.
 pub fn router(state: AppState, limits: Limits) -> Router {
     let jwks = || allowing(get(jwks::jwks_get), "GET, HEAD");
-    let trust = state.trust_proxy;
     Router::new()
         .route("/.well-known/jwks.json", jwks())
         .route("/jwks", jwks())
         .route(
             "/auth",
-            allowing(limited(post(auth::token_issue), limits.auth, trust), "POST"),
+            allowing(
+                limited(post(auth::token_issue), limits.auth, &state, "/auth"),
+                "POST",
+            ),
         )
         .route(
             "/register",
             allowing(
-                limited(post(users::user_register), limits.register, trust),
+                limited(
+                    post(users::user_register),
+                    limits.register,
+                    &state,
+                    "/register",
+                ),
                 "POST",
             ),
         )

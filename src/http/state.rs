@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 
 use crate::keys::{Clock, KeySetHandle, Rotator};
+use crate::metrics::RequestMetrics;
 use crate::token::Issuer;
 use crate::users::Users;
 
@@ -50,4 +51,6 @@ pub struct Shared {
     pub trust_proxy: bool,
     /// Longest time a request body may take to arrive.
     pub body_timeout: std::time::Duration,
+    /// The counters requests bump (one atomic add each).
+    pub requests: RequestMetrics,
 }

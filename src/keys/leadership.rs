@@ -44,4 +44,12 @@ impl Leadership {
         }
         Ok(self.lease.is_some())
     }
+
+    /// Gives the lease up (its connection closes), so another replica can lead and the
+    /// store can close without waiting for a connection that is still checked out.
+    pub(super) fn resign(&mut self) {
+        if self.lease.take().is_some() {
+            tracing::info!("gave up the rotation lease");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use super::clock::{UnixMillis, millis};
 use super::keyset::KeySet;
 use super::record::{KeyRecord, KeyState, Schedule};
 use super::signing::Algorithm;
+use super::store::KeyInfo;
 
 /// The settings that shape every key's schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,50 @@ pub struct Plan {
     pub postpone: Option<(KeyId, Schedule)>,
     /// Expired keys to forget (all but the newest expired one).
     pub remove: Vec<KeyId>,
+}
+
+/// A command of an operator (the CLI or the admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Plan a new successor now.
+    Rotate {
+        /// The new key signs at once instead of after `publish_ahead`.
+        immediate: bool,
+    },
+    /// Withdraw a key for good.
+    Revoke {
+        /// The key.
+        kid: KeyId,
+        /// Why (kept with the key).
+        reason: String,
+    },
+}
+
+/// What an [`Operation`] must change, computed from the keys and the time alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct OperationPlan {
+    /// The schedule of the one key to generate, if any.
+    pub create: Option<Schedule>,
+    /// Keys whose retirement moves, with their new schedules.
+    pub reschedule: Vec<(KeyId, Schedule)>,
+    /// Pending keys that give way (they never signed).
+    pub remove: Vec<KeyId>,
+    /// The key to revoke, if any.
+    pub revoke: Option<KeyId>,
+}
+
+/// Why an operation was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperationRefused {
+    /// No stored key has this id.
+    #[error("no key {0} is stored")]
+    UnknownKey(KeyId),
+    /// The key was revoked before.
+    #[error("key {0} is already revoked")]
+    AlreadyRevoked(KeyId),
+    /// The key expired: it is no longer published, and nothing it signed is valid.
+    #[error("key {0} has already expired; it is no longer published")]
+    AlreadyExpired(KeyId),
 }
 
 /// Extra lead given to a key published later than planned, so that the time spent
@@ -174,6 +219,114 @@ impl Lifecycle {
         let transition = set.next_transition(now).unwrap_or(i64::MAX);
         due.min(transition).max(now)
     }
+
+    /// Plans an operator's command against the stored keys (revoked ones included) at
+    /// `now`.
+    ///
+    /// - **Rotate**: a new key, published now, that signs after `publish_ahead`
+    ///   (`immediate`: at once). Keys that would still sign after it takes over retire
+    ///   then; pending keys that would only have signed later give way (they never signed).
+    /// - **Revoke**: the key is withdrawn. If it signs now, a fresh key signs at once for
+    ///   the rest of its slot (an emergency: immediate signing beats pre-publication). If it
+    ///   was pending, its predecessor covers its slot, so the chain has no gap.
+    ///
+    /// # Errors
+    /// [`OperationRefused`] for a kid that is unknown, revoked already, or expired.
+    pub fn plan_operation(
+        &self,
+        keys: &[KeyInfo],
+        operation: &Operation,
+        now: UnixMillis,
+    ) -> Result<OperationPlan, OperationRefused> {
+        let live: Vec<&KeyInfo> = keys.iter().filter(|k| k.revoked.is_none()).collect();
+        let mut plan = OperationPlan::default();
+        match operation {
+            Operation::Rotate { immediate } => {
+                let takes_over = if *immediate {
+                    now
+                } else {
+                    now + millis(self.publish_ahead)
+                };
+                plan.create = Some(self.schedule(now, takes_over));
+                for key in live {
+                    let s = key.schedule;
+                    if s.retires_at <= takes_over {
+                        continue;
+                    }
+                    if s.activates_at >= takes_over {
+                        plan.remove.push(key.kid.clone());
+                    } else {
+                        plan.reschedule
+                            .push((key.kid.clone(), self.retiring_at(s, takes_over)));
+                    }
+                }
+            }
+            Operation::Revoke { kid, .. } => {
+                let key = keys
+                    .iter()
+                    .find(|k| &k.kid == kid)
+                    .ok_or_else(|| OperationRefused::UnknownKey(kid.clone()))?;
+                match key.state_at(now) {
+                    KeyState::Revoked => return Err(OperationRefused::AlreadyRevoked(kid.clone())),
+                    KeyState::Expired => return Err(OperationRefused::AlreadyExpired(kid.clone())),
+                    KeyState::Active => {
+                        let s = key.schedule;
+                        plan.create = Some(Schedule {
+                            created_at: now,
+                            published_at: now,
+                            activates_at: now,
+                            retires_at: s.retires_at,
+                            expires_at: s.retires_at + self.after_retirement_ms(),
+                        });
+                    }
+                    KeyState::Pending => {
+                        let s = key.schedule;
+                        if let Some(before) = live
+                            .iter()
+                            .find(|k| k.kid != *kid && k.schedule.retires_at == s.activates_at)
+                        {
+                            plan.reschedule.push((
+                                before.kid.clone(),
+                                self.retiring_at(before.schedule, s.retires_at),
+                            ));
+                        }
+                    }
+                    KeyState::Retired => {}
+                }
+                plan.revoke = Some(kid.clone());
+            }
+        }
+        Ok(plan)
+    }
+
+    /// While the store cannot be reached no successor can be persisted, so the chain must
+    /// not run out: the tail (the key that retires last; it has been published since
+    /// before it signed) keeps signing, its retirement moved to a full creation lead
+    /// ahead. Every replica computes the same from the same schedule, so they all keep
+    /// signing with the same published key. `None` while the tail has runway left.
+    #[must_use]
+    pub fn bridge_outage(
+        &self,
+        keys: &[Arc<KeyRecord>],
+        now: UnixMillis,
+    ) -> Option<(KeyId, Schedule)> {
+        let tail = keys
+            .iter()
+            .filter(|k| k.schedule.state_at(now) != KeyState::Expired)
+            .max_by_key(|k| k.schedule.retires_at)?;
+        let horizon = now + millis(self.publish_ahead) + self.lead_ms();
+        (tail.schedule.retires_at < horizon)
+            .then(|| (tail.kid.clone(), self.retiring_at(tail.schedule, horizon)))
+    }
+
+    /// `schedule` with its retirement moved to `retires_at`, and its expiry after it.
+    fn retiring_at(&self, schedule: Schedule, retires_at: UnixMillis) -> Schedule {
+        Schedule {
+            retires_at,
+            expires_at: retires_at + self.after_retirement_ms(),
+            ..schedule
+        }
+    }
 }
 
 #[cfg(test)]
@@ -289,5 +442,99 @@ mod tests {
             let removes: Vec<_> = case.removes.iter().map(|&i| keys[i].kid.clone()).collect();
             assert_eq!(plan.remove, removes, "{}", case.name);
         }
+    }
+
+    fn info(s: Schedule) -> KeyInfo {
+        let record = key(s);
+        KeyInfo {
+            kid: record.kid.clone(),
+            alg: Algorithm::EdDsa,
+            schedule: s,
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn operations_follow_the_table() {
+        let life = lifecycle();
+        let now = START;
+        // An expired key, the active key (retires in 30 s), its pending successor.
+        let keys = vec![
+            info(life.expired_schedule(now)),
+            info(life.schedule(now, now - 30_000)),
+            info(life.schedule(now, now + 30_000)),
+        ];
+        let (expired, active, pending) = (&keys[0], &keys[1], &keys[2]);
+        let mut revoked = info(life.schedule(now, now - 90_000));
+        revoked.revoked = Some(crate::keys::Revocation {
+            at: now - 1,
+            reason: String::new(),
+        });
+        let mut with_revoked = keys.clone();
+        with_revoked.push(revoked.clone());
+        let revoke = |k: &KeyInfo| Operation::Revoke {
+            kid: k.kid.clone(),
+            reason: "test".into(),
+        };
+
+        // Rotate: a key that signs after publish_ahead; the active key retires then; the
+        // pending successor (it would sign only after that) gives way.
+        let plan = life
+            .plan_operation(&keys, &Operation::Rotate { immediate: false }, now)
+            .expect("rotate");
+        let created = plan.create.expect("a new key");
+        assert_eq!(
+            (created.published_at, created.activates_at),
+            (now, now + 20_000)
+        );
+        assert_eq!(plan.reschedule.len(), 1);
+        assert_eq!(plan.reschedule[0].0, active.kid);
+        assert_eq!(plan.reschedule[0].1.retires_at, now + 20_000);
+        assert_eq!(plan.reschedule[0].1.expires_at, now + 20_000 + 35_000);
+        assert_eq!(plan.remove, vec![pending.kid.clone()]);
+        assert_eq!(plan.revoke, None);
+
+        // Rotate --immediate: signs now; the active key retires now.
+        let plan = life
+            .plan_operation(&keys, &Operation::Rotate { immediate: true }, now)
+            .expect("rotate");
+        assert_eq!(plan.create.expect("new").activates_at, now);
+        assert_eq!(plan.reschedule[0].1.retires_at, now);
+
+        // Revoke the active key: a fresh key signs at once for the rest of its slot.
+        let plan = life
+            .plan_operation(&keys, &revoke(active), now)
+            .expect("revoke");
+        let fresh = plan.create.expect("a replacement");
+        assert_eq!(
+            (fresh.activates_at, fresh.retires_at),
+            (now, active.schedule.retires_at)
+        );
+        assert_eq!(plan.revoke, Some(active.kid.clone()));
+        assert!(plan.reschedule.is_empty() && plan.remove.is_empty());
+
+        // Revoke the pending key: its predecessor covers its slot; nothing new.
+        let plan = life
+            .plan_operation(&keys, &revoke(pending), now)
+            .expect("revoke");
+        assert_eq!(plan.create, None);
+        assert_eq!(plan.reschedule.len(), 1);
+        assert_eq!(plan.reschedule[0].0, active.kid);
+        assert_eq!(plan.reschedule[0].1.retires_at, pending.schedule.retires_at);
+
+        // Refusals.
+        assert_eq!(
+            life.plan_operation(&keys, &revoke(expired), now),
+            Err(OperationRefused::AlreadyExpired(expired.kid.clone()))
+        );
+        assert_eq!(
+            life.plan_operation(&with_revoked, &revoke(&revoked), now),
+            Err(OperationRefused::AlreadyRevoked(revoked.kid.clone()))
+        );
+        let unknown = info(life.schedule(now, now));
+        assert_eq!(
+            life.plan_operation(&keys, &revoke(&unknown), now),
+            Err(OperationRefused::UnknownKey(unknown.kid.clone()))
+        );
     }
 }

@@ -14,6 +14,8 @@ mod keygen;
 mod keyset;
 mod leadership;
 mod lifecycle;
+mod metrics;
+mod operations;
 mod record;
 mod rotator;
 mod seal;
@@ -24,12 +26,14 @@ pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use jwk::{Jwk, KeyId};
 pub use keyset::{Epoch, KeySet, KeySetHandle};
 pub use leadership::SHARED_POLL;
-pub use lifecycle::{Lifecycle, Plan};
+pub use lifecycle::{Lifecycle, Operation, OperationPlan, OperationRefused, Plan};
+pub use metrics::LifecycleMetrics;
+pub use operations::{OperationError, Outcome, operate_on_store};
 pub use record::{KeyRecord, KeyState, Schedule};
 pub use rotator::{RotateError, Rotator};
 pub use seal::{MasterKey, SealError, Sealer};
 pub use signing::{Algorithm, SigningKey};
-pub use store::{KeyChange, KeyInfo, KeyStore, KeyVersion, RotationLease, Versioned};
+pub use store::{KeyChange, KeyInfo, KeyStore, KeyVersion, Revocation, RotationLease, Versioned};
 
 /// Everything that can go wrong inside the key domain.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,23 @@ pub enum KeyState {
     Retired,
     /// Never published again; kept only to sign `?expired=true` tokens.
     Expired,
+    /// Withdrawn by an operator (a leaked key): never published, never signs, never
+    /// comes back. Terminal, whatever the schedule says.
+    Revoked,
+}
+
+impl KeyState {
+    /// The state's name as operators see it (`keys list`, the admin API, metrics).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Retired => "retired",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
 }
 
 /// The explicit timestamps of a key's life, all in Unix milliseconds.

@@ -15,7 +15,9 @@ use super::clock::{Clock, UnixMillis, millis};
 use super::keygen;
 use super::keyset::{KeySet, KeySetHandle};
 use super::leadership::{Leadership, SHARED_POLL};
-use super::lifecycle::Lifecycle;
+use super::lifecycle::{Lifecycle, Operation};
+use super::metrics::LifecycleMetrics;
+use super::operations::{self, OperationError, Outcome};
 use super::record::{KeyRecord, KeyState};
 use super::store::{KeyChange, KeyStore, KeyVersion};
 use super::{KeyError, KeyId};
@@ -46,6 +48,8 @@ pub struct Rotator {
     steps: Arc<tokio::sync::Mutex<StepState>>,
     /// Whether the last step reached the store.
     store_ok: Arc<AtomicBool>,
+    /// What the lifecycle counts (registered by `crate::metrics`).
+    metrics: LifecycleMetrics,
 }
 
 /// What one step hands the next.
@@ -56,6 +60,9 @@ struct StepState {
     version: KeyVersion,
     /// The rotation lease, for stores shared by several replicas.
     leadership: Leadership,
+    /// A key whose life was extended in memory while the store was unreachable; the
+    /// next change this process applies persists it.
+    unsaved: Option<KeyId>,
 }
 
 /// How long the rotator waits before retrying a failed step.
@@ -81,11 +88,25 @@ impl Rotator {
             steps: Arc::new(tokio::sync::Mutex::new(StepState {
                 version: stored.version,
                 leadership: Leadership::default(),
+                unsaved: None,
             })),
             store_ok: Arc::new(AtomicBool::new(true)),
+            metrics: LifecycleMetrics::default(),
         };
         rotator.step().await?;
         Ok(rotator)
+    }
+
+    /// The lifecycle's counters, for the metrics registry.
+    #[must_use]
+    pub fn metrics(&self) -> &LifecycleMetrics {
+        &self.metrics
+    }
+
+    /// The lifecycle this rotator follows.
+    #[must_use]
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// The handle requests read the published snapshot from.
@@ -106,7 +127,20 @@ impl Rotator {
             !matches!(result, Err(RotateError::Store(_))),
             Ordering::Relaxed,
         );
+        if result.is_err() {
+            self.metrics.rotation_failures.inc();
+        }
+        if matches!(result, Err(RotateError::Store(ref e)) if !matches!(e, StoreError::Stale)) {
+            self.bridge_outage(&mut state);
+        }
         result
+    }
+
+    /// Gives up the rotation lease at shutdown, once the rotation task has stopped: the
+    /// lease holds a store connection, and closing the store waits for every connection
+    /// to come back (a leader used to wait out the whole close deadline).
+    pub async fn resign(&self) {
+        self.steps.lock().await.leadership.resign();
     }
 
     /// Whether the last rotation step reached the store. While it cannot, requests are
@@ -120,7 +154,9 @@ impl Rotator {
         let shared = self.store.is_shared();
         if shared {
             // Followers and the leader alike pick up what another replica wrote.
-            if self.store.key_version().await? != state.version {
+            let version = self.store.key_version().await;
+            self.observe_store("version", &version);
+            if version? != state.version {
                 self.reload(state).await?;
             }
             if !state.leadership.ensure(&*self.store).await? {
@@ -147,12 +183,48 @@ impl Rotator {
         })
     }
 
+    fn observe_store<T, E>(&self, operation: &'static str, result: &Result<T, E>) {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "Unix milliseconds fit an f64 exactly until the year 287396"
+        )]
+        let now_secs = self.clock.now() as f64 / 1000.0;
+        self.metrics.observe_store(operation, result, now_secs);
+    }
+
+    /// Keeps a key signing while the store is unreachable ([`Lifecycle::bridge_outage`]).
+    fn bridge_outage(&self, state: &mut StepState) {
+        let current = self.keys.load_full();
+        let now = self.clock.now();
+        let Some((kid, schedule)) = self.lifecycle.bridge_outage(current.keys(), now) else {
+            return;
+        };
+        let Some(key) = current.keys().iter().find(|k| k.kid == kid) else {
+            return;
+        };
+        let extended = KeyChange {
+            reschedule: vec![key.rescheduled(schedule)],
+            ..KeyChange::default()
+        };
+        self.publish_change(&current, &extended);
+        tracing::warn!(
+            %kid,
+            retires_at = schedule.retires_at,
+            "the store is unreachable: the signing key keeps signing (its retirement moved, in memory until the store answers)"
+        );
+        state.unsaved = Some(kid);
+    }
+
     /// Publishes what the store holds now, and remembers its version.
     async fn reload(&self, state: &mut StepState) -> Result<(), StoreError> {
-        let stored = self.store.load_keys().await?;
+        let stored = self.store.load_keys().await;
+        self.observe_store("load", &stored);
+        let stored = stored?;
         self.keys
             .publish(KeySet::build(stored.value, self.clock.now()));
         state.version = stored.version;
+        // Another writer's keys replace any extension made here during an outage.
+        state.unsaved = None;
         tracing::debug!(version = stored.version.get(), "loaded the stored keys");
         Ok(())
     }
@@ -164,7 +236,13 @@ impl Rotator {
         let now = self.clock.now();
         let needed = self.lifecycle.plan(current.keys(), now).create;
         let patience = self.lifecycle.patience(&needed, now);
+        let started = std::time::Instant::now();
         let mut fresh = keygen::generate(self.lifecycle.alg, needed.len(), patience).await?;
+        self.metrics.observe_generation(
+            self.lifecycle.alg,
+            needed.len(),
+            started.elapsed().as_secs_f64(),
+        );
 
         // Schedules are fixed only after generation, so a slow RSA key does not shorten
         // the time its successor is published before it signs.
@@ -183,24 +261,91 @@ impl Rotator {
         {
             change.reschedule.push(key.rescheduled(*schedule));
         }
+        // Persist an extension made in memory during an outage (unless planned anew).
+        if let Some(kid) = &state.unsaved
+            && !change.reschedule.iter().any(|r| &r.kid == kid)
+            && let Some(key) = current.keys().iter().find(|k| &k.kid == kid)
+        {
+            change.reschedule.push(Arc::clone(key));
+        }
         if !change.is_empty() {
-            state.version = self.store.apply(state.version, &change).await?;
-            let mut keys: Vec<Arc<KeyRecord>> = current
-                .keys()
+            let applied = self.store.apply(state.version, &change).await;
+            self.observe_store("apply", &applied);
+            state.version = applied?;
+            state.unsaved = None;
+            self.publish_change(&current, &change);
+            self.metrics.rotations.inc();
+            let immediate = change
+                .insert
                 .iter()
-                .filter(|k| {
-                    !change.remove.contains(&k.kid)
-                        && !change.reschedule.iter().any(|r| r.kid == k.kid)
-                })
-                .cloned()
-                .collect();
-            keys.extend(change.reschedule.iter().cloned());
-            keys.extend(change.insert.iter().cloned());
-            self.keys.publish(KeySet::build(keys, self.clock.now()));
+                .filter(|k| k.schedule.state_at(now) == KeyState::Active)
+                .count();
+            self.metrics.immediate_activations.inc_by(immediate as u64);
             log_change(&change, &self.keys.load(), self.clock.now());
         }
         let set = self.keys.load();
         Ok(self.lifecycle.next_wake(&set, self.clock.now()))
+    }
+
+    /// Publishes `current` with an applied `change` on top.
+    fn publish_change(&self, current: &KeySet, change: &KeyChange) {
+        let mut keys: Vec<Arc<KeyRecord>> = current
+            .keys()
+            .iter()
+            .filter(|k| {
+                !change.remove.contains(&k.kid)
+                    && !change.revoke.iter().any(|(kid, _)| kid == &k.kid)
+                    && !change.reschedule.iter().any(|r| r.kid == k.kid)
+            })
+            .cloned()
+            .collect();
+        keys.extend(change.reschedule.iter().cloned());
+        keys.extend(change.insert.iter().cloned());
+        self.keys.publish(KeySet::build(keys, self.clock.now()));
+    }
+
+    /// Carries out an operator's command (the admin API) as a rotation step would: after
+    /// any step in progress, over the version this process published, and published here
+    /// at once; other replicas follow at their next poll.
+    ///
+    /// # Errors
+    /// [`OperationError`]; then nothing changed.
+    pub async fn operate(&self, operation: &Operation) -> Result<Outcome, OperationError> {
+        let mut state = self.steps.lock().await;
+        for _ in 0..5 {
+            let current = self.keys.load_full();
+            let listed = self.store.list_keys().await;
+            self.observe_store("list", &listed);
+            let prepared = operations::prepare(
+                &self.lifecycle,
+                operation,
+                current.keys(),
+                &listed?.value,
+                &*self.clock,
+                Some(&self.metrics),
+            )
+            .await?;
+            let applied = self.store.apply(state.version, &prepared.change).await;
+            self.observe_store("apply", &applied);
+            match applied {
+                Ok(version) => {
+                    state.version = version;
+                    self.publish_change(&current, &prepared.change);
+                    let outcome = prepared.outcome(version);
+                    if outcome.revoked.is_some() {
+                        self.metrics.revocations.inc();
+                    }
+                    if outcome.signs_at_once {
+                        self.metrics.immediate_activations.inc();
+                    }
+                    log_operation(&outcome);
+                    return Ok(outcome);
+                }
+                Err(StoreError::Stale) => self.reload(&mut state).await?,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(OperationError::Contended)
     }
 
     /// Runs rotation steps until `shutdown` turns true. Never blocks a request: keys
@@ -271,6 +416,24 @@ fn log_change(change: &KeyChange, set: &KeySet, now: UnixMillis) {
     }
     for kid in &change.remove {
         tracing::info!(%kid, published, "dropped expired key");
+    }
+}
+
+/// What an operator's command did, in the log (the CLI path logs the same).
+pub(super) fn log_operation(outcome: &Outcome) {
+    if let Some(kid) = &outcome.revoked {
+        tracing::warn!(%kid, "revoked key: it is no longer published or used");
+    }
+    if let Some(key) = &outcome.created {
+        if outcome.signs_at_once {
+            tracing::warn!(
+                kid = %key.kid,
+                "a fresh key signs at once, without pre-publication: verifiers that cached the JWKS \
+                 reject its tokens until they fetch it again"
+            );
+        } else {
+            tracing::info!(kid = %key.kid, activates_at = key.schedule.activates_at, "published a new key ahead of use");
+        }
     }
 }
 
@@ -581,5 +744,108 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), kids.len());
+    }
+
+    /// Issue 14, defect 2: an outage that starts just before the successor is due used
+    /// to leave nothing to sign (503s), and the leader then started a fresh chain whose
+    /// first key no replica had published. Replicas must keep signing with the published
+    /// key, and after the outage no key may sign before it was published everywhere for
+    /// at least half of publish-ahead.
+    #[tokio::test]
+    async fn replicas_keep_signing_a_published_key_through_a_store_outage() {
+        use std::sync::atomic::AtomicBool;
+
+        use crate::testing::FlakyStore;
+
+        let clock = ManualClock::new(START);
+        let life = lifecycle();
+        let shared = Arc::new(SharedMemory::default());
+        let down = Arc::new(AtomicBool::new(false));
+        let replica = |id| -> Arc<dyn KeyStore> {
+            Arc::new(FlakyStore::new(shared.replica(id), Arc::clone(&down)))
+        };
+        let a = Rotator::bootstrap(life, replica(1), Arc::new(clock.clone()))
+            .await
+            .expect("a");
+        let b = Rotator::bootstrap(life, replica(2), Arc::new(clock.clone()))
+            .await
+            .expect("b");
+        let first = a
+            .handle()
+            .load()
+            .at(START)
+            .active
+            .clone()
+            .expect("active")
+            .kid
+            .clone();
+        // Down 20 s in, before the successor is created (25 s in); up again at 200 s.
+        let mut seen: std::collections::HashMap<KeyId, i64> = std::collections::HashMap::new();
+        for tick in 1..=400 {
+            clock.advance(Duration::from_secs(1));
+            let now = clock.now();
+            if tick == 20 {
+                down.store(true, Ordering::SeqCst);
+            }
+            if tick == 200 {
+                down.store(false, Ordering::SeqCst);
+            }
+            let _ = a.step().await;
+            let _ = b.step().await;
+            let (sa, sb) = (a.handle().load_full(), b.handle().load_full());
+            for set in [&sa, &sb] {
+                for key in set.keys() {
+                    if key.schedule.is_published_at(now) {
+                        seen.entry(key.kid.clone()).or_insert(now);
+                    }
+                }
+            }
+            for (name, set) in [("a", &sa), ("b", &sb)] {
+                let active = set.at(now).active.clone();
+                let active =
+                    active.unwrap_or_else(|| panic!("{name} has nothing to sign at tick {tick}"));
+                if (20..200).contains(&tick) {
+                    assert_eq!(
+                        active.kid, first,
+                        "{name} signs with the published key during the outage"
+                    );
+                }
+                // Published by both replicas for at least half of publish-ahead.
+                for other in [&sa, &sb] {
+                    assert!(
+                        other
+                            .keys()
+                            .iter()
+                            .any(|k| k.kid == active.kid && k.schedule.is_published_at(now)),
+                        "{name}'s signing key is unpublished elsewhere at tick {tick}"
+                    );
+                }
+                let since = seen.get(&active.kid).copied().unwrap_or(now);
+                assert!(
+                    active.kid == first || now - since >= millis(life.publish_ahead) / 2,
+                    "{name} signs with a key published only {} ms ago at tick {tick}",
+                    now - since
+                );
+            }
+        }
+        // The extension was persisted: a replica starting now loads the same chain.
+        let c = Rotator::bootstrap(life, replica(3), Arc::new(clock.clone()))
+            .await
+            .expect("c");
+        let now = clock.now();
+        assert_eq!(
+            c.handle()
+                .load()
+                .at(now)
+                .active
+                .as_ref()
+                .map(|k| k.kid.clone()),
+            a.handle()
+                .load()
+                .at(now)
+                .active
+                .as_ref()
+                .map(|k| k.kid.clone())
+        );
     }
 }

@@ -44,22 +44,37 @@ pub struct Versioned<T> {
     pub value: T,
 }
 
+/// Why and when an operator withdrew a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// When (Unix milliseconds).
+    pub at: UnixMillis,
+    /// The operator's words (may be empty).
+    pub reason: String,
+}
+
 /// One atomic change to the stored keys: all of it is applied, or none.
 #[derive(Debug, Default)]
 pub struct KeyChange {
     /// New keys to store.
     pub insert: Vec<Arc<KeyRecord>>,
-    /// Existing keys whose schedule changed (a postponed retirement).
+    /// Existing keys whose schedule changed (a postponed or brought-forward retirement).
     pub reschedule: Vec<Arc<KeyRecord>>,
-    /// Keys to delete for good.
+    /// Keys to delete for good (expired, or pending keys that never signed).
     pub remove: Vec<KeyId>,
+    /// Keys to revoke: their rows stay (a revoked kid never comes back), but they are no
+    /// longer loaded, published or used, and `keys.exp` becomes the revocation time.
+    pub revoke: Vec<(KeyId, Revocation)>,
 }
 
 impl KeyChange {
     /// Whether the change does nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.insert.is_empty() && self.reschedule.is_empty() && self.remove.is_empty()
+        self.insert.is_empty()
+            && self.reschedule.is_empty()
+            && self.remove.is_empty()
+            && self.revoke.is_empty()
     }
 }
 
@@ -73,25 +88,33 @@ pub struct KeyInfo {
     pub alg: Algorithm,
     /// Every instant of its life.
     pub schedule: Schedule,
+    /// Set once an operator revoked it.
+    pub revoked: Option<Revocation>,
 }
 
 impl KeyInfo {
-    /// The key's state at `now`.
+    /// The key's state at `now`: [`KeyState::Revoked`] once revoked, else its schedule's.
     #[must_use]
     pub fn state_at(&self, now: UnixMillis) -> KeyState {
-        self.schedule.state_at(now)
+        if self.revoked.is_some() {
+            KeyState::Revoked
+        } else {
+            self.schedule.state_at(now)
+        }
     }
 }
 
 /// Durable storage of signing keys and their schedules.
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
-    /// Every stored key, parsed and ready to sign, with the version they were read at.
+    /// Every stored key that is not revoked, parsed and ready to sign, with the version
+    /// they were read at.
     ///
     /// # Errors
     /// [`StoreError`] if the database fails or a row cannot be opened.
     fn load_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<Arc<KeyRecord>>>, StoreError>>;
 
-    /// Every stored key's id, algorithm and schedule, without opening any private key.
+    /// Every stored key's id, algorithm, schedule and revocation, revoked keys included,
+    /// without opening any private key.
     ///
     /// # Errors
     /// [`StoreError`] if the database fails.

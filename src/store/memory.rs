@@ -17,7 +17,10 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Keys {
+    /// Keys that are not revoked.
     rows: Vec<Arc<KeyRecord>>,
+    /// Revoked keys: never loaded again, still listed.
+    revoked: Vec<KeyInfo>,
     /// Counts applied changes, like `key_set_version` in the SQL stores.
     version: i64,
 }
@@ -66,9 +69,23 @@ impl Keys {
                 .rows
                 .iter()
                 .chain(&change.insert[..i])
-                .any(|k| k.kid == new.kid);
+                .any(|k| k.kid == new.kid)
+                || self.revoked.iter().any(|k| k.kid == new.kid);
             if repeated {
                 return Err(StoreError::DuplicateKey(new.kid.to_string()));
+            }
+        }
+        for (kid, _) in &change.revoke {
+            if !self.rows.iter().any(|k| &k.kid == kid) {
+                return Err(StoreError::UnknownKey(kid.to_string()));
+            }
+        }
+        for (kid, revocation) in &change.revoke {
+            if let Some(i) = self.rows.iter().position(|k| &k.kid == kid) {
+                let key = self.rows.remove(i);
+                let mut info = info(&key);
+                info.revoked = Some(revocation.clone());
+                self.revoked.push(info);
             }
         }
         self.rows.retain(|k| !change.remove.contains(&k.kid));
@@ -83,6 +100,15 @@ impl Keys {
     }
 }
 
+fn info(key: &KeyRecord) -> KeyInfo {
+    KeyInfo {
+        kid: key.kid.clone(),
+        alg: key.algorithm(),
+        schedule: key.schedule,
+        revoked: None,
+    }
+}
+
 impl KeyStore for MemoryStore {
     fn load_keys(&self) -> BoxFuture<'_, Result<Versioned<Vec<Arc<KeyRecord>>>, StoreError>> {
         let keys = self.keys().map(|k| k.versioned(k.rows.clone()));
@@ -94,11 +120,8 @@ impl KeyStore for MemoryStore {
             k.versioned(
                 k.rows
                     .iter()
-                    .map(|r| KeyInfo {
-                        kid: r.kid.clone(),
-                        alg: r.algorithm(),
-                        schedule: r.schedule,
-                    })
+                    .map(|r| info(r))
+                    .chain(k.revoked.iter().cloned())
                     .collect(),
             )
         });

@@ -18,7 +18,7 @@ mod sql;
 mod sqlite;
 
 pub use memory::MemoryStore;
-pub use open::open;
+pub use open::{attach, open};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

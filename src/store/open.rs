@@ -37,6 +37,28 @@ pub(super) fn master_key(source: &MasterKeySource) -> Result<Option<MasterKey>, 
     }
 }
 
+/// Opens the configured store for an operator's command beside running servers: SQLite
+/// without the single-process lock the server holds ([`SqliteStore::attach`]); PostgreSQL
+/// as a server would.
+///
+/// # Errors
+/// [`StoreError`] if the database cannot be opened or the master key is unusable;
+/// [`StoreError::Unsupported`] for an in-memory database (it lives in its server).
+pub async fn attach(
+    database: &DatabaseSettings,
+    master: &MasterKeySource,
+) -> Result<Arc<dyn Store>, StoreError> {
+    match database {
+        DatabaseSettings::Memory => Err(StoreError::Unsupported(
+            "an in-memory database lives inside its server process; use the admin API (--admin-port)",
+        )),
+        DatabaseSettings::Sqlite(path) => Ok(Arc::new(
+            SqliteStore::attach(path, master_key(master)?).await?,
+        )),
+        DatabaseSettings::Postgres(_) => open(database, master).await,
+    }
+}
+
 /// Opens the configured store with its master key, running its migrations.
 ///
 /// # Errors

@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_key_set_version.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_revocation.sql"),
+    ),
 ];
 
 impl Dialect for Postgres {

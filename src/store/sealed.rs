@@ -21,7 +21,9 @@ pub(super) struct StoredKey {
 /// [`StoreError::WrongMasterKey`] when another master key sealed it; [`StoreError::Corrupt`]
 /// for a tampered, moved or unparsable key.
 pub(super) fn open(sealer: &Sealer, row: StoredKey) -> Result<Arc<KeyRecord>, StoreError> {
-    let KeyInfo { kid, alg, schedule } = row.info;
+    let KeyInfo {
+        kid, alg, schedule, ..
+    } = row.info;
     let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Corrupt {
         kid: kid.to_string(),
         source,

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::sealed::{self, StoredKey};
-use crate::keys::{KeyChange, KeyInfo, KeyRecord, KeyVersion, Schedule, Sealer, Versioned};
+use crate::keys::{
+    KeyChange, KeyInfo, KeyRecord, KeyVersion, Revocation, Schedule, Sealer, Versioned,
+};
 use crate::persist::StoreError;
 use crate::users::{NewUser, StoredUser};
 
@@ -29,9 +31,10 @@ pub(super) struct Sql<DB>(PhantomData<DB>);
 
 const SELECT_KEYS: &str = "SELECT m.thumbprint, m.alg, m.created_at, m.published_at, m.activates_at, \
                            m.retires_at, m.expires_at, k.key FROM keys k JOIN key_meta m ON m.kid = k.kid \
-                           ORDER BY k.kid";
+                           WHERE m.revoked_at IS NULL ORDER BY k.kid";
 const SELECT_KEY_INFO: &str = "SELECT m.thumbprint, m.alg, m.created_at, m.published_at, m.activates_at, \
-                               m.retires_at, m.expires_at FROM key_meta m ORDER BY m.kid";
+                               m.retires_at, m.expires_at, m.revoked_at, m.revoked_reason FROM key_meta m \
+                               ORDER BY m.kid";
 const SELECT_VERSION: &str = "SELECT version FROM key_set_version WHERE id = 1";
 
 impl<DB> Sql<DB>
@@ -41,7 +44,8 @@ where
     DB::Arguments: IntoArguments<DB>,
     usize: ColumnIndex<DB::Row>,
     i64: for<'e> Encode<'e, DB> + for<'r> Decode<'r, DB> + Type<DB>,
-    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    Option<String>: for<'r> Decode<'r, DB> + Type<DB>,
     String: for<'e> Encode<'e, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     Vec<u8>: for<'e> Encode<'e, DB> + for<'r> Decode<'r, DB> + Type<DB>,
 {
@@ -128,7 +132,19 @@ where
     /// [`StoreError`] if the database fails or a row is unreadable.
     pub(super) async fn list_keys(pool: &Pool<DB>) -> Result<Versioned<Vec<KeyInfo>>, StoreError> {
         let (version, rows) = Self::read_keys(pool, SELECT_KEY_INFO).await?;
-        let value = rows.iter().map(key_info).collect::<Result<_, _>>()?;
+        let value = rows
+            .iter()
+            .map(|row| {
+                let mut info = key_info(row)?;
+                let at: Option<i64> = row.try_get(7usize)?;
+                let reason: Option<String> = row.try_get(8usize)?;
+                info.revoked = at.map(|at| Revocation {
+                    at,
+                    reason: reason.unwrap_or_default(),
+                });
+                Ok::<_, StoreError>(info)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Versioned { version, value })
     }
 
@@ -226,6 +242,28 @@ where
             .bind(record.kid.as_str().to_owned())
             .execute(&mut *tx)
             .await?;
+        }
+        for (kid, revocation) in &change.revoke {
+            // Only a key that is stored and not yet revoked: a revoked kid stays revoked.
+            let revoked = sqlx::query::<DB>(
+                "UPDATE key_meta SET revoked_at = $1, revoked_reason = $2 WHERE thumbprint = $3 \
+                 AND revoked_at IS NULL RETURNING kid",
+            )
+            .bind(revocation.at)
+            .bind(revocation.reason.clone())
+            .bind(kid.as_str().to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = revoked else {
+                return Err(StoreError::UnknownKey(kid.to_string()));
+            };
+            let row_kid: i64 = row.try_get(0usize)?;
+            // `keys.exp` is when the key leaves the JWKS: now.
+            sqlx::query::<DB>("UPDATE keys SET exp = $1 WHERE kid = $2")
+                .bind(sealed::exp_seconds(revocation.at))
+                .bind(row_kid)
+                .execute(&mut *tx)
+                .await?;
         }
         for kid in &change.remove {
             sqlx::query::<DB>(
@@ -339,6 +377,7 @@ where
             retires_at: row.try_get(5usize)?,
             expires_at: row.try_get(6usize)?,
         },
+        revoked: None,
     })
 }
 

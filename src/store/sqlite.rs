@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_key_set_version.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_revocation.sql"),
+    ),
 ];
 
 impl Dialect for Sqlite {
@@ -52,8 +56,16 @@ pub struct SqliteStore {
     pool: SqlitePool,
     sealer: Sealer,
     path: PathBuf,
-    /// Held for the life of the store: the exclusive lock on `<file>.lock`.
-    _lock: File,
+    /// Held for the life of a server's store: the exclusive lock on `<file>.lock`.
+    /// `None` for an operator's store ([`SqliteStore::attach`]).
+    _lock: Option<File>,
+}
+
+/// Who opens the database: the one server process, or an operator's command beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Server,
+    Operator,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -97,6 +109,32 @@ impl SqliteStore {
     /// not a SQLite file, a foreign SQLite file, another process using it, a missing key
     /// file; [`StoreError::MasterKey`] for a bad key file; [`StoreError::WrongMasterKey`].
     pub async fn open(path: &Path, master: Option<MasterKey>) -> Result<Self, StoreError> {
+        Self::open_as(path, master, Role::Server).await
+    }
+
+    /// Opens an existing database for an operator's command (`keys list|rotate|revoke`)
+    /// while a server may be running on it: without the single-process lock, which the
+    /// server holds. Both write through SQLite's own locking (WAL, a busy timeout), every
+    /// change over the key-set version it was planned from, and the server picks the
+    /// change up at its next poll.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`]; also [`StoreError::Refused`] if there is no database.
+    pub async fn attach(path: &Path, master: Option<MasterKey>) -> Result<Self, StoreError> {
+        if !path
+            .try_exists()
+            .map_err(file_error(path, "cannot inspect it"))?
+        {
+            return Err(refuse(path, "no such database"));
+        }
+        Self::open_as(path, master, Role::Operator).await
+    }
+
+    async fn open_as(
+        path: &Path,
+        master: Option<MasterKey>,
+        role: Role,
+    ) -> Result<Self, StoreError> {
         let exists = path
             .try_exists()
             .map_err(file_error(path, "cannot inspect it"))?;
@@ -118,7 +156,10 @@ impl SqliteStore {
                 ));
             }
         }
-        let lock = Self::lock(path)?;
+        let lock = match role {
+            Role::Server => Some(Self::lock(path)?),
+            Role::Operator => None,
+        };
         // Inspect an existing file read-only first: nothing is written to a file that
         // turns out not to be ours (setting WAL mode would rewrite its header).
         let sample = if exists {
@@ -300,6 +341,13 @@ impl KeyStore for SqliteStore {
 
     fn rewrap<'a>(&'a self, new: &'a Sealer) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(Sql::<Sqlite>::rewrap(&self.pool, &self.sealer, new))
+    }
+
+    /// An operator's command (`keys rotate`, `keys revoke`) may write while the server
+    /// runs, so the server polls the version like a PostgreSQL replica. Leadership needs
+    /// no lease: only one server process opens the file.
+    fn is_shared(&self) -> bool {
+        true
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

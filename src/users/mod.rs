@@ -160,7 +160,18 @@ pub enum AuthOutcome {
         subject: String,
     },
     /// Wrong or missing credentials.
-    Denied,
+    Denied(DenyReason),
+}
+
+/// Why credentials were refused (for metrics; the client is told nothing more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No username in `users` mode.
+    MissingCredentials,
+    /// The username is not registered (`users` mode).
+    UnknownUser,
+    /// The password does not match.
+    WrongPassword,
 }
 
 /// Registration and authentication over a [`UserStore`].
@@ -227,7 +238,7 @@ impl Users {
                 AuthMode::Open => AuthOutcome::Granted {
                     subject: "anonymous".into(),
                 },
-                AuthMode::Users => AuthOutcome::Denied,
+                AuthMode::Users => AuthOutcome::Denied(DenyReason::MissingCredentials),
             });
         };
         let stored = self.store.find_user(username).await?;
@@ -239,14 +250,14 @@ impl Users {
                     .verify(password, Some(user.password_hash))
                     .await?
                 {
-                    return Ok(AuthOutcome::Denied);
+                    return Ok(AuthOutcome::Denied(DenyReason::WrongPassword));
                 }
                 Some(user.id)
             }
             // Unknown users cost a hash in users mode, so timing does not reveal who exists.
             (None, AuthMode::Users) => {
                 self.hasher.verify(password, None).await?;
-                return Ok(AuthOutcome::Denied);
+                return Ok(AuthOutcome::Denied(DenyReason::UnknownUser));
             }
             (None, AuthMode::Open) => None,
         };

@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 /// A running server and a client pointed at it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener, when `--admin-port` was given.
+    pub admin: Option<SocketAddr>,
     pub rotator: Rotator,
     pub store: Arc<dyn Store>,
     hasher: jwks_server::users::PasswordHasher,
@@ -125,6 +127,7 @@ async fn spawn_in(
         .await
         .expect("app builds");
     let addr = app.local_addr();
+    let admin = app.admin_addr();
     let rotator = app.rotator();
     let hasher = app.password_hasher();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -134,6 +137,7 @@ async fn spawn_in(
     let client = Client::builder(TokioExecutor::new()).build_http();
     TestApp {
         addr,
+        admin,
         rotator,
         store,
         hasher,
@@ -157,7 +161,30 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> TestResponse {
-        let mut req = Request::builder().method(method).uri(self.url(path));
+        self.request(method, self.url(path), headers, body).await
+    }
+
+    /// Sends a request to the admin listener.
+    pub async fn admin_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        let admin = self.admin.expect("started with --admin-port");
+        self.request(method, format!("http://{admin}{path}"), headers, body)
+            .await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        url: String,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

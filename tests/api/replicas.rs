@@ -40,7 +40,7 @@ async fn get(client: &HttpClient, url: &str) -> (u16, String) {
     client.get(url).await
 }
 
-async fn fresh_database(admin_url: &str) -> (String, String) {
+pub async fn fresh_database(admin_url: &str) -> (String, String) {
     let mut bytes = [0u8; 6];
     aws_lc_rs::rand::fill(&mut bytes).expect("rng");
     let name = format!(
@@ -58,7 +58,7 @@ async fn fresh_database(admin_url: &str) -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
-async fn drop_database(admin_url: &str, name: &str) {
+pub async fn drop_database(admin_url: &str, name: &str) {
     if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -204,5 +204,39 @@ async fn three_replicas_share_one_key_set_survive_kill_9_and_a_database_outage()
     verify_token(&token, &jwks).expect("verifies after recovery");
 
     drop((a, b, c));
+    drop_database(&admin_url, &name).await;
+}
+
+/// The replica that leads rotation holds its lease on a store connection; closing the
+/// store used to wait for that connection until the close deadline (10 s). SIGTERM must
+/// end a leader well within the deadline.
+#[tokio::test]
+async fn the_leading_replica_exits_promptly_on_sigterm() {
+    let Ok(admin_url) = std::env::var("JWKS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let (url, name) = fresh_database(&admin_url).await;
+    let leader = start(&url);
+    let client = HttpClient::default();
+    let (status, _) = get(&client, &format!("{}/readyz", leader.base)).await;
+    assert_eq!(status, 200);
+    let pid = leader.child.id().to_string();
+    let mut leader = leader;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exited = loop {
+        if let Some(status) = leader.child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let status = exited.expect("the leader exits within 5 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    drop(leader);
     drop_database(&admin_url, &name).await;
 }

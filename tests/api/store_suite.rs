@@ -160,6 +160,7 @@ async fn a_failing_change_applies_nothing(store: Arc<dyn Store>) {
         insert: vec![b.clone(), a.clone()],
         reschedule: vec![later],
         remove: vec![a.kid.clone()],
+        ..KeyChange::default()
     };
     store
         .apply(version, &failing)

@@ -67,6 +67,14 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Check a live JWKS server for conformance (discovery, JWKS, caching, tokens) and
+    /// print PASS, WARN or FAIL per check. Exit status: 0 without a FAIL, 1 with one,
+    /// 2 for a bad URL or an unreachable server. Opens no database, writes no file.
+    Selftest {
+        /// The server's `http://` URL (its issuer) [default: http://<host>:<port> from
+        /// the server's own settings; a wildcard host means 127.0.0.1].
+        url: Option<String>,
+    },
 }
 
 /// `jwks-server keys ...`

@@ -15,6 +15,8 @@
 //! - [`store`]: persistence behind the [`store::KeyStore`] and [`store::UserStore`] traits.
 //! - [`users`]: registration, Argon2id passwords, authentication modes, the audit log.
 //! - [`ratelimit`]: the per-client sliding-window-log limiter.
+//! - [`selftest`]: `jwks-server selftest [URL]`, a conformance check of a live JWKS server
+//!   over HTTP (its own client and strict JWT verifier; never opens the store).
 
 pub mod app;
 pub mod cli;
@@ -26,6 +28,7 @@ pub mod operator;
 pub mod persist;
 pub mod ratelimit;
 pub mod secret;
+pub mod selftest;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

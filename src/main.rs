@@ -8,6 +8,7 @@ use jwks_server::app::Application;
 use jwks_server::cli::{Cli, Command, KeysCommand};
 use jwks_server::config::Settings;
 use jwks_server::keys::{MasterKey, Sealer};
+use jwks_server::selftest::Target;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     jwks_server::telemetry::init(settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
+        Command::Selftest { url } => return selftest(&settings, url.as_deref()),
         Command::Migrate => block_on(async {
             let store = jwks_server::store::open(&settings.database, &settings.master_key)
                 .await
@@ -98,6 +100,32 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
         .build()
         .context("cannot start the async runtime")?
         .block_on(work)
+}
+
+/// `selftest`: the table on stdout; 0 without a FAIL, 1 with one, 2 when it cannot run.
+fn selftest(settings: &Settings, url: Option<&str>) -> ExitCode {
+    use std::io::Write as _;
+    let target = url.map_or_else(|| Ok(Target::for_settings(settings)), Target::parse);
+    let report = target.map_err(anyhow::Error::from).and_then(|target| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(jwks_server::selftest::run(&target))
+            .context("selftest cannot run")
+    });
+    match report {
+        Ok(report) => {
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(report.render().as_bytes());
+            ExitCode::from(report.exit_code())
+        }
+        Err(error) => {
+            let _ = writeln!(std::io::stderr().lock(), "error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ mod operations;
 mod postgres;
 mod process;
 mod replicas;
+mod selftest;
 mod shutdown;
 mod store_suite;
 mod users;

@@ -16,18 +16,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
+use crate::clients::{ClientRegistry, ClientStore};
 use crate::config::MasterKeySource;
 use crate::config::{
     DRAIN_TIMEOUT, DatabaseSettings, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS,
     RATE_LIMIT_WINDOW, Settings,
 };
 use crate::http::Limits;
-use crate::http::{AppState, SharedState, router};
+use crate::http::{AppState, Discovery, SharedState, router, startup_warnings};
 use crate::keys::{Clock, Rotator, SystemClock};
 use crate::keys::{MasterKey, Sealer};
 use crate::ratelimit::RateLimiter;
 use crate::store::{KeyStore, MemoryStore, PostgresStore, SqliteStore, Store, UserStore};
-use crate::token::Issuer;
+use crate::token::{Issuer, UnpublishedKeys};
 use crate::users::{AuditLog, PasswordHasher, Users};
 
 /// Why the application could not start or stopped with an error.
@@ -157,6 +158,8 @@ pub struct Application {
     settings: Settings,
     /// Closed last, once requests, the audit writer and the rotator have stopped.
     store: Arc<dyn Store>,
+    /// The registered clients; its poll task runs with the server and stops with the rotator.
+    clients: ClientRegistry,
 }
 
 impl Application {
@@ -204,12 +207,27 @@ impl Application {
         let limits = Limits {
             auth: limiter(settings.auth.auth_rate_limit),
             register: limiter(settings.auth.register_rate_limit),
+            token: limiter(settings.oauth.token_rate_limit),
         };
         let issuer = Issuer::new(
             settings.issuer_for(addr),
             settings.token.audience.clone(),
             settings.token.ttl,
         );
+        // The issuer surface (issue 11): clients in memory, discovery, start-up notes.
+        let client_store: Arc<dyn ClientStore> = store.clone();
+        let clients = ClientRegistry::load(client_store, settings.auth.mode)
+            .await
+            .map_err(|e| AppError::Store(format!("cannot load the clients: {e}")))?;
+        let discovery = Discovery::new(issuer.issuer().to_owned(), settings.keys.alg);
+        for note in startup_warnings(
+            addr.ip(),
+            settings.token.issuer.is_some(),
+            issuer.issuer(),
+            settings.auth.mode == crate::users::AuthMode::Open,
+        ) {
+            tracing::warn!("{note}");
+        }
         let cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
         let state = AppState::new(SharedState {
             keys: rotator.handle(),
@@ -220,6 +238,12 @@ impl Application {
             users: users.clone(),
             trust_proxy: settings.auth.trust_proxy,
             body_timeout: settings.http.request_timeout,
+            clients: clients.clone(),
+            discovery,
+            unpublished: UnpublishedKeys::default(),
+            test_case_counts: Default::default(),
+            password_limiter: limits.auth.clone(),
+            clock_skew_secs: i64::try_from(settings.keys.clock_skew.as_secs()).unwrap_or(60),
         });
         Ok(Self {
             listener,
@@ -231,6 +255,7 @@ impl Application {
             users,
             settings,
             store,
+            clients,
         })
     }
 
@@ -262,6 +287,7 @@ impl Application {
     /// requests (up to a deadline) and stops the rotation task.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let clients_poll = tokio::spawn(self.clients.clone().run(stop_rx.clone()));
         let rotation = tokio::spawn(self.rotator.clone().run(stop_rx));
         tracing::info!(addr = %self.addr, alg = %self.settings.keys.alg, "listening");
 
@@ -328,6 +354,7 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         let _ = rotation.await;
+        let _ = clients_poll.await;
         if tokio::time::timeout(DRAIN_TIMEOUT, self.store.close())
             .await
             .is_err()

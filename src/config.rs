@@ -166,6 +166,15 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where the master key comes from.
     pub master_key: MasterKeySource,
+    /// The OAuth 2.0 token endpoint.
+    pub oauth: OAuthSettings,
+}
+
+/// The OAuth 2.0 token endpoint (`POST /token`).
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// `POST /token` requests per client IP per rolling second; 0 is off.
+    pub token_rate_limit: u32,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -249,6 +258,9 @@ impl Settings {
                 auth_rate_limit: args.auth_rate_limit,
                 register_rate_limit: args.register_rate_limit,
                 trust_proxy: args.trust_proxy,
+            },
+            oauth: OAuthSettings {
+                token_rate_limit: args.token_rate_limit,
             },
         })
     }

@@ -28,6 +28,8 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the token expires; 0 for an `?expired=true` token.
     pub expires_in: i64,
+    /// The same JWT under its OAuth 2.0 name (RFC 6749 §5.1), for clients that look for it.
+    pub access_token: String,
 }
 
 /// Credentials presented at `/auth`, from whichever source carried them.
@@ -77,6 +79,7 @@ pub(super) async fn token_issue(
         state.issuer.issue(key, &subject, now)?
     };
     Ok(Json(TokenResponse {
+        access_token: issued.token.clone(),
         token: issued.token,
         token_type: "Bearer",
         expires_in: issued.expires_in,

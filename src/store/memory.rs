@@ -13,6 +13,8 @@ use crate::keys::KeyRecord;
 pub struct MemoryStore {
     keys: Mutex<Vec<Arc<KeyRecord>>>,
     users: Mutex<Users>,
+    /// Registered clients (`store/clients.rs`).
+    pub(super) clients: Mutex<super::clients::MemoryClients>,
 }
 
 #[derive(Debug, Default)]

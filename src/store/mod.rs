@@ -1,6 +1,7 @@
 //! Persistence of keys behind a narrow async trait, so the key domain never sees SQL
 //! and every backend passes the same test suite.
 
+mod clients;
 mod memory;
 mod postgres;
 mod sealed;
@@ -10,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use clients::{PostgresClients, SqliteClients, open_client_store};
 pub use memory::MemoryStore;
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -127,10 +129,10 @@ impl RotationLease for SoleProcess {
     }
 }
 
-/// A backend that stores both keys and users (one database).
-pub trait Store: KeyStore + UserStore {}
+/// A backend that stores keys, users and clients (one database).
+pub trait Store: KeyStore + UserStore + crate::clients::ClientStore {}
 
-impl<T: KeyStore + UserStore> Store for T {}
+impl<T: KeyStore + UserStore + crate::clients::ClientStore> Store for T {}
 
 /// A user to create; the password is already hashed.
 #[derive(Debug, Clone)]

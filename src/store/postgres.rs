@@ -33,6 +33,10 @@ const MIGRATION_LOCK: i64 = 0x6a77_6b73_6d69_6772; // "jwksmigr"
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_keys.sql")),
     (2, include_str!("../../migrations/postgres/0002_users.sql")),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_clients.sql"),
+    ),
 ];
 
 /// A database URL whose password never reaches `Debug` or logs.
@@ -44,6 +48,11 @@ impl DatabaseUrl {
     #[must_use]
     pub fn new(url: String) -> Self {
         Self(url)
+    }
+
+    /// The URL itself, password included; for connecting only.
+    pub(super) fn expose(&self) -> &str {
+        &self.0
     }
 
     /// Whether the URL names PostgreSQL.
@@ -221,6 +230,11 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(keys.len())
+    }
+
+    /// The connection pool, for the clients tables (`store/clients.rs`).
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     fn open_row(&self, row: &sqlx::postgres::PgRow) -> Result<Arc<KeyRecord>, StoreError> {

@@ -31,6 +31,7 @@ const LOGIN_ROWS_PER_STATEMENT: usize = 256;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_keys.sql")),
     (2, include_str!("../../migrations/sqlite/0002_users.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_clients.sql")),
 ];
 
 /// Keys and users in a SQLite file.

@@ -277,6 +277,12 @@ impl Application {
         self.users.hasher().clone()
     }
 
+    /// The clients registry, e.g. for tests that reload it at once.
+    #[must_use]
+    pub fn clients(&self) -> ClientRegistry {
+        self.clients.clone()
+    }
+
     /// The rotator, e.g. for tests that step it with a manual clock.
     #[must_use]
     pub fn rotator(&self) -> Rotator {

@@ -7,9 +7,12 @@
 
 mod auth;
 mod cli;
+mod clients;
+mod discovery;
 mod durability;
 mod helpers;
 mod http_errors;
+mod introspect;
 mod jwks;
 mod lifecycle;
 mod postgres;
@@ -17,4 +20,6 @@ mod process;
 mod replicas;
 mod shutdown;
 mod store_suite;
+mod test_cases;
+mod token;
 mod users;

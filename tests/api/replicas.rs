@@ -40,7 +40,7 @@ async fn get(client: &HttpClient, url: &str) -> (u16, String) {
     client.get(url).await
 }
 
-async fn fresh_database(admin_url: &str) -> (String, String) {
+pub async fn fresh_database(admin_url: &str) -> (String, String) {
     let mut bytes = [0u8; 6];
     aws_lc_rs::rand::fill(&mut bytes).expect("rng");
     let name = format!(
@@ -58,7 +58,7 @@ async fn fresh_database(admin_url: &str) -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
-async fn drop_database(admin_url: &str, name: &str) {
+pub async fn drop_database(admin_url: &str, name: &str) {
     if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))

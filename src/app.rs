@@ -207,7 +207,6 @@ impl Application {
         let limits = Limits {
             auth: limiter(settings.auth.auth_rate_limit),
             register: limiter(settings.auth.register_rate_limit),
-            token: limiter(settings.oauth.token_rate_limit),
         };
         let issuer = Issuer::new(
             settings.issuer_for(addr),
@@ -243,6 +242,7 @@ impl Application {
             unpublished: UnpublishedKeys::default(),
             test_case_counts: Default::default(),
             password_limiter: limits.auth.clone(),
+            token_limiter: limiter(settings.oauth.token_rate_limit),
             clock_skew_secs: i64::try_from(settings.keys.clock_skew.as_secs()).unwrap_or(60),
         });
         Ok(Self {

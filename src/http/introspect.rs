@@ -4,11 +4,12 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
+use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::body::read_body;
 use super::error::ApiError;
-use super::oauth::{Params, authenticate_client};
+use super::oauth::{Params, authenticate_client, no_store};
 use super::state::AppState;
 use crate::token::verify_own;
 
@@ -25,19 +26,19 @@ const ANSWERED_CLAIMS: [&str; 9] = [
     "jti",
 ];
 
-/// `POST /introspect`.
-///
+/// `POST /introspect`, answered with no-store.
+pub(super) async fn token_introspect(State(state): State<AppState>, request: Request) -> Response {
+    no_store(introspect(&state, request).await)
+}
+
 /// # Errors
 /// `invalid_request` without a `token`; `invalid_client` for a caller that does not
 /// authenticate (RFC 7662 §2.3). Every token, valid or not, gets 200.
-pub(super) async fn token_introspect(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Json<Value>, ApiError> {
+async fn introspect(state: &AppState, request: Request) -> Result<Json<Value>, ApiError> {
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body, state.body_timeout).await?;
     let params = Params::parse(&parts.headers, &bytes)?;
-    authenticate_client(&state, &parts.headers, &params)?;
+    authenticate_client(state, &parts.headers, &params)?;
     // RFC 7662 §2.1: `token` is REQUIRED.
     let token = params
         .token

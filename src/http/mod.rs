@@ -60,8 +60,6 @@ pub struct Limits {
     pub auth: Option<Arc<RateLimiter>>,
     /// Limiter of `POST /register`.
     pub register: Option<Arc<RateLimiter>>,
-    /// Limiter of `POST /token`.
-    pub token: Option<Arc<RateLimiter>>,
 }
 
 fn limited(
@@ -102,13 +100,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
     };
     let trust = state.trust_proxy;
-    let no_store = || axum::middleware::from_fn(oauth::no_store);
-    let token = allowing(
-        limited(post(token::token_grant), limits.token.clone(), trust),
-        "POST",
-    )
-    .layer(no_store());
-    let introspect = allowing(post(introspect::token_introspect), "POST").layer(no_store());
+    // `/token` checks its rate limit and sets its no-store headers itself: a middleware
+    // layer costs a boxed future per request on the hot path (BENCHMARKS.md, scenario 7).
+    let token = allowing(post(token::token_grant), "POST");
+    let introspect = allowing(post(introspect::token_introspect), "POST");
     let test_cases = || allowing(get(token::token_test_cases), "GET, HEAD");
     let mut router = Router::new()
         .route("/.well-known/openid-configuration", metadata())

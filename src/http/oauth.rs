@@ -6,9 +6,8 @@
 use std::borrow::Cow;
 
 use axum::body::Bytes;
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -121,9 +120,9 @@ impl Caller {
 
 /// The client's identity as presented, before it is checked.
 #[derive(Debug)]
-struct Presented {
-    id: String,
-    secret: Option<String>,
+struct Presented<'a> {
+    id: Cow<'a, str>,
+    secret: Option<Cow<'a, str>>,
 }
 
 /// Authenticates the client of a `/token` or `/introspect` request (RFC 6749 §2.3.1):
@@ -149,11 +148,8 @@ pub(super) fn authenticate_client(
         Some(basic) => basic,
         None => match &params.client_id {
             Some(id) => Presented {
-                id: id.clone().into_owned(),
-                secret: params
-                    .client_secret
-                    .as_ref()
-                    .map(|s| s.clone().into_owned()),
+                id: Cow::Borrowed(id.as_ref()),
+                secret: params.client_secret.as_deref().map(Cow::Borrowed),
             },
             None if params.client_secret.is_some() => {
                 return Err(ApiError::InvalidRequest(
@@ -183,7 +179,7 @@ pub(super) fn authenticate_client(
 
 /// HTTP Basic client credentials: RFC 6749 §2.3.1 form-url-encodes the id and the
 /// secret before RFC 7617 joins them, so both are decoded again here.
-fn basic_client(headers: &HeaderMap) -> Result<Option<Presented>, ApiError> {
+fn basic_client(headers: &HeaderMap) -> Result<Option<Presented<'static>>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -203,8 +199,8 @@ fn basic_client(headers: &HeaderMap) -> Result<Option<Presented>, ApiError> {
     }
     let secret = form_decode(secret).ok_or_else(malformed)?;
     Ok(Some(Presented {
-        id,
-        secret: (!secret.is_empty()).then_some(secret),
+        id: Cow::Owned(id),
+        secret: (!secret.is_empty()).then_some(Cow::Owned(secret)),
     }))
 }
 
@@ -229,10 +225,14 @@ fn form_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Middleware: `Cache-Control: no-store` and `Pragma: no-cache` on every answer of the
-/// route, errors and rate-limit refusals included (RFC 6749 §5.1, §5.2).
-pub(super) async fn no_store(request: Request, next: axum::middleware::Next) -> Response {
-    let mut response = next.run(request).await;
+/// The answer with `Cache-Control: no-store` and `Pragma: no-cache`, as every answer of
+/// `/token` (and `/introspect`) must carry, errors and rate-limit refusals included
+/// (RFC 6749 §5.1, §5.2).
+pub(super) fn no_store(result: Result<impl IntoResponse, ApiError>) -> Response {
+    let mut response = match result {
+        Ok(answer) => answer.into_response(),
+        Err(error) => error.into_response(),
+    };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

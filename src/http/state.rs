@@ -65,6 +65,8 @@ pub struct Shared {
     pub test_case_counts: [AtomicU64; TestCase::ALL.len()],
     /// The `/auth` limiter, which the `password` grant of `/token` also obeys.
     pub password_limiter: Option<Arc<RateLimiter>>,
+    /// The `POST /token` limiter (`--token-rate-limit`), checked before the body is read.
+    pub token_limiter: Option<Arc<RateLimiter>>,
     /// `--clock-skew` in seconds, allowed on `exp`/`nbf` at `/introspect`.
     pub clock_skew_secs: i64,
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::body::read_body;
 use super::error::ApiError;
 use super::limit::{ClientIp, retry_after_secs};
-use super::oauth::{Params, authenticate_client};
+use super::oauth::{Params, authenticate_client, no_store};
 use super::state::AppState;
 use crate::clients::{GrantType, check_claims, is_scope_token};
 use crate::ratelimit::Decision;
@@ -47,15 +47,30 @@ pub struct AccessTokenResponse {
     pub test_case: Option<&'static str>,
 }
 
-/// `POST /token`.
-///
-/// # Errors
-/// The RFC 6749 §5.2 codes, as [`ApiError`] variants.
+/// `POST /token`: a token, or an RFC 6749 §5.2 error; no-store either way.
 pub(super) async fn token_grant(
     State(state): State<AppState>,
     ClientIp(client_ip): ClientIp,
     request: Request,
+) -> Response {
+    no_store(grant(&state, client_ip, request).await)
+}
+
+/// # Errors
+/// The RFC 6749 §5.2 codes, as [`ApiError`] variants; 429 past `--token-rate-limit`.
+async fn grant(
+    state: &AppState,
+    client_ip: Option<std::net::IpAddr>,
+    request: Request,
 ) -> Result<Json<AccessTokenResponse>, ApiError> {
+    // Before the body is read: a limited request costs no parsing.
+    if let (Some(limiter), Some(ip)) = (&state.token_limiter, client_ip)
+        && let Decision::Limited { retry_after } = limiter.check(ip, Instant::now())
+    {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: retry_after_secs(retry_after),
+        });
+    }
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body, state.body_timeout).await?;
     let params = Params::parse(&parts.headers, &bytes)?;
@@ -70,7 +85,7 @@ pub(super) async fn token_grant(
             "grant type '{grant_name}' is not supported; use client_credentials or password"
         ))
     })?;
-    let client = authenticate_client(&state, &parts.headers, &params)?;
+    let client = authenticate_client(state, &parts.headers, &params)?;
     let (client_id, registered) = (client.id(), client.registered());
     // RFC 6749 §5.2 unauthorized_client: a registered client limited to other grants.
     if let Some(c) = registered
@@ -100,7 +115,7 @@ pub(super) async fn token_grant(
         registered.map(|c| c.scopes.as_slice()),
     )?;
     let audience = audience(
-        &state,
+        state,
         &params,
         registered.and_then(|c| c.audience.as_deref()),
     )?;
@@ -110,7 +125,7 @@ pub(super) async fn token_grant(
         // RFC 6749 §4.4 / RFC 9068 §2.2: the client acts on its own behalf.
         GrantType::ClientCredentials => client_id.to_owned(),
         // RFC 6749 §4.3.2: the resource owner's credentials, checked like `/auth`.
-        GrantType::Password => password_subject(&state, &params, client_ip).await?,
+        GrantType::Password => password_subject(state, &params, client_ip).await?,
     };
 
     let now = state.clock.now();

@@ -248,7 +248,14 @@ impl TestApp {
             .insert_client(&client)
             .await
             .expect("client stored");
-        assert!(self.clients.refresh().await.expect("reload"));
+        // The server's own poll may have reloaded first; either way it is loaded now.
+        self.clients.refresh().await.expect("reload");
+        assert!(
+            self.clients
+                .snapshot()
+                .clients
+                .contains_key(client.id.as_str())
+        );
         secret.expose().to_owned()
     }
 

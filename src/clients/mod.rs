@@ -20,8 +20,19 @@ pub use registry::{CLIENTS_POLL, ClientAuth, ClientRegistry, Snapshot};
 use crate::store::{BoxFuture, StoreError};
 
 /// Claims a client's fixed claims (or the `claims` parameter) can never set: the
-/// server's own (RFC 9068 §2.2).
-pub const RESERVED_CLAIMS: [&str; 6] = ["iss", "exp", "iat", "nbf", "jti", "client_id"];
+/// server's own (RFC 9068 §2.2), and `sub` and `scope`, so that extra claims can neither
+/// claim a registered user's identity without the password nor widen a registered
+/// client's allowed scopes.
+pub const RESERVED_CLAIMS: [&str; 8] = [
+    "iss",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "client_id",
+    "sub",
+    "scope",
+];
 
 /// Longest client id accepted (bytes).
 pub const MAX_CLIENT_ID_BYTES: usize = 255;

@@ -35,7 +35,7 @@ pub struct AccessGrant<'a> {
     /// The granted scope, space-delimited; `None` when none was granted.
     pub scope: Option<&'a str>,
     /// Extra claims (a client's fixed claims, the `claims` parameter); never one of
-    /// [`crate::clients::RESERVED_CLAIMS`]; may replace `sub`, `aud` or `scope`.
+    /// [`crate::clients::RESERVED_CLAIMS`]; may replace `aud`.
     pub extra: Option<&'a Map<String, Value>>,
 }
 
@@ -298,7 +298,7 @@ impl Issuer {
     }
 }
 
-/// The claims as JSON; extra claims are merged in (replacing `sub`, `aud` or `scope`)
+/// The claims as JSON; extra claims are merged in (replacing `aud` if they name it)
 /// only when there are any, so the common token costs one typed serialization.
 fn serialize(
     claims: &AccessClaims<'_>,
@@ -366,7 +366,7 @@ mod tests {
         let key = key();
         let mut extra = Map::new();
         extra.insert("tenant".into(), "acme".into());
-        extra.insert("sub".into(), "someone".into());
+        extra.insert("aud".into(), "other-api".into());
         let grant = AccessGrant {
             sub: "svc",
             client_id: "svc",
@@ -400,7 +400,7 @@ mod tests {
             1,
         );
         assert_eq!(c["tenant"], "acme");
-        assert_eq!(c["sub"], "someone");
+        assert_eq!(c["aud"], "other-api");
         assert!(c.get("scope").is_none());
     }
 

@@ -315,7 +315,16 @@ async fn fixed_client_claims_and_open_mode_claims_are_added_but_server_claims_ar
     assert_eq!(claims["role"], "tester");
     assert_eq!(claims["tenant"], "other", "the request's claims come last");
     assert_eq!(claims["client_id"], "svc");
-    for reserved in ["iss", "exp", "iat", "nbf", "jti", "client_id"] {
+    for reserved in [
+        "iss",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "sub",
+        "scope",
+    ] {
         let claims = form_urlencoded::byte_serialize(format!(r#"{{"{reserved}":1}}"#).as_bytes())
             .collect::<String>();
         let res = app

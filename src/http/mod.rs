@@ -122,6 +122,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                     &format!("/.well-known/oauth-authorization-server{p}"),
                     metadata(),
                 )
+                // The issuer's own spelling too, when it ends with a slash (RFC 8414 §3).
+                .route(
+                    &format!("/.well-known/oauth-authorization-server{p}/"),
+                    metadata(),
+                )
                 .route(&format!("{p}/.well-known/jwks.json"), jwks())
                 .route(&format!("{p}/jwks"), jwks())
                 .route(&format!("{p}/token"), token)

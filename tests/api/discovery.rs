@@ -147,6 +147,7 @@ async fn the_issuer_is_exactly_the_flag_never_the_host_header_and_its_path_is_se
     for path in [
         "/tenant/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server/tenant",
+        "/.well-known/oauth-authorization-server/tenant/",
     ] {
         let res = app.get(path).await;
         assert_eq!(res.status, StatusCode::OK, "{path}");
@@ -210,4 +211,46 @@ async fn public_documents_answer_cors_requests_and_preflights_from_any_origin() 
     }
     let res = app.send(Method::HEAD, "/jwks", &[], "").await;
     assert_eq!(res.header("access-control-allow-origin"), Some("*"));
+}
+
+#[test]
+fn a_wildcard_host_without_issuer_and_open_mode_off_loopback_are_logged_at_start_up() {
+    let warnings = |args: &[&str]| {
+        let server = crate::process::Server::start(args, &[]).expect("starts");
+        let logs = server.logs.lock().expect("lock").clone();
+        let warnings: Vec<serde_json::Value> = logs
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["level"] == "WARN")
+            .collect();
+        drop(server);
+        warnings
+    };
+    let logged = warnings(&["--host", "0.0.0.0", "--database", ":memory:"]);
+    let text: Vec<&str> = logged
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        text.iter().any(|m| m.contains("the issuer")
+            && m.contains("http://127.0.0.1:")
+            && m.contains("--issuer")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|m| m.contains("--auth open on a non-loopback address")),
+        "{text:?}"
+    );
+    let quiet = warnings(&[
+        "--host",
+        "0.0.0.0",
+        "--issuer",
+        "https://id.example",
+        "--auth",
+        "users",
+        "--database",
+        ":memory:",
+    ]);
+    assert!(quiet.is_empty(), "{quiet:?}");
 }

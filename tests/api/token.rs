@@ -33,6 +33,7 @@ fn assert_oauth_error(res: &TestResponse, status: StatusCode, code: &str) {
 async fn token_ok(app: &TestApp, body: &str, basic: Option<(&str, &str)>) -> Value {
     let res = app.post_form("/token", body, basic).await;
     assert_eq!(res.status, StatusCode::OK, "{body}: {:?}", res.body);
+    assert_eq!(res.header("content-type"), Some("application/json"));
     assert_eq!(res.header("cache-control"), Some("no-store"));
     assert_eq!(res.header("pragma"), Some("no-cache"));
     res.json()

@@ -14,7 +14,7 @@
 #   COLD_REPS cold starts per mode               (7 / 3)
 #   SOAK_SECS constant-load memory soak, 0 = off (60 / 0); the issue's figure is 600
 #   SIGN_SECS seconds of each raw signing loop   (3 / 1)
-#   SCENARIOS which scenarios to run             ("1 2 3 4 5 6")
+#   SCENARIOS which scenarios to run             ("1 2 3 4 5 6 7"; e.g. SCENARIOS=7 for one)
 #   SERVER_CPU / CLIENT_CPU (0 / 1), PORT / CEIL_PORT (18080 / 18081), OUT (results dir)
 #   NO_BUILD=1 skips cargo build (uses what target/release holds)
 set -euo pipefail
@@ -29,14 +29,15 @@ if [[ $QUICK == 1 ]]; then
 else
     : "${DURATION:=6}" "${REPS:=3}" "${WARMUP:=2}" "${COLD_REPS:=7}" "${SOAK_SECS:=60}" "${SIGN_SECS:=3}"
 fi
-SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6"}
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6 7"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18080}
 CEIL_PORT=${CEIL_PORT:-18081}
 OUT=${OUT:-$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)}
-BIN=$ROOT/target/release/jwks-server
-CEIL=$ROOT/target/release/examples/bench_ceiling
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release/jwks-server
+CEIL=$TARGET_DIR/release/examples/bench_ceiling
 CLK_TCK=$(getconf CLK_TCK)
 HOST=127.0.0.1
 JWKS_PATH=/.well-known/jwks.json
@@ -81,6 +82,7 @@ supports() { grep -q -- "$1" <<<"$HELP"; }
 COMMON_ARGS=(--host "$HOST" --port "$PORT" --log-format text)
 supports --auth-rate-limit && COMMON_ARGS+=(--auth-rate-limit 0)
 supports --register-rate-limit && COMMON_ARGS+=(--register-rate-limit 0)
+supports --token-rate-limit && COMMON_ARGS+=(--token-rate-limit 0)
 # The master key seals private keys at rest; any fixed random one will do for a bench.
 JWKS_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 export JWKS_MASTER_KEY
@@ -224,6 +226,24 @@ measure_304() {
     for rep in $(seq 1 "$REPS"); do
         run_wrk get304_c64_k1 server "$SERVER_PID" "$PORT" "$JWKS_PATH" get304.lua 64 "$rep"
         run_wrk get200_c64_k1 server "$SERVER_PID" "$PORT" "$JWKS_PATH" get.lua 64 "$rep"
+    done
+}
+
+# measure_vs case conns server_path server_script ceiling_path ceiling_script: like
+# measure, but the server and the ceiling answer different requests (a server endpoint
+# compared with the ceiling's nearest case), alternating as in measure.
+measure_vs() {
+    local case=$1 conns=$2 spath=$3 sscript=$4 cpath=$5 cscript=$6 rep
+    log "$case: $conns connections (server $spath vs ceiling $cpath)"
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" --timeout 10s -s "$BENCH/$sscript" "http://$HOST:$PORT$spath" >/dev/null
+    pause_server
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" --timeout 10s -s "$BENCH/$cscript" "http://$HOST:$CEIL_PORT$cpath" >/dev/null
+    resume_server
+    for rep in $(seq 1 "$REPS"); do
+        run_wrk "$case" server "$SERVER_PID" "$PORT" "$spath" "$sscript" "$conns" "$rep"
+        pause_server
+        run_wrk "$case" ceiling "$CEIL_PID" "$CEIL_PORT" "$cpath" "$cscript" "$conns" "$rep"
+        resume_server
     done
 }
 
@@ -389,6 +409,33 @@ if has 6; then
         BENCH_AUTH="Basic $(printf 'bench777:%s' "$password" | base64 -w0)"
         measure s6_auth_creds /auth post.lua 16
         BENCH_AUTH=
+        stop_server
+    fi
+fi
+
+# --- 7: POST /token client_credentials (issue 11) --------------------------------------
+# A registered client (added with the CLI while the server runs, Basic credentials) on
+# ES256 keys, against the ceiling's ES256 POST /auth.
+if has 7; then
+    if ! supports --token-rate-limit || [[ $DB_MODE != file ]]; then
+        log "scenario 7 skipped: needs POST /token and a SQLite database"
+        echo "meta s7 skipped=needs_POST_/token_and_a_SQLite_database" >>"$RESULTS"
+    else
+        start_server token-ES256 --alg ES256
+        secret=$("$BIN" --database "${DB_ARGS[1]}" clients add bench-client 2>>"$OUT/server-token-ES256.log" |
+            sed -n 's/^client_secret=//p')
+        BENCH_AUTH="Basic $(printf 'bench-client:%s' "$secret" | base64 -w0)"
+        export BENCH_AUTH
+        deadline=$(($(date +%s) + 5))
+        until curl -fso /dev/null -H "Authorization: $BENCH_AUTH" -d grant_type=client_credentials "http://$HOST:$PORT/token"; do
+            (($(date +%s) < deadline)) || { echo "bench: the server never accepted the client" >&2; exit 1; }
+            sleep 0.2
+        done
+        fetch_jwks "$OUT/jwks-token.json"
+        start_ceiling ES256 "$OUT/jwks-token.json"
+        measure_vs token_cc_ES256 64 /token token.lua /auth post.lua
+        BENCH_AUTH=
+        stop_ceiling
         stop_server
     fi
 fi

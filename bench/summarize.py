@@ -139,6 +139,10 @@ def main():
             target(f"POST /auth {alg} ≥ {floor:.2f} × ceiling",
                    f"{s.rps:,.0f} / {c.rps:,.0f} = {s.rps / c.rps:.2f}{raw}",
                    s.rps / c.rps >= floor)
+    s, c = get("token_cc_ES256"), get("token_cc_ES256", "ceiling")
+    if s and c:
+        target("POST /token client_credentials ES256 ≥ 0.85 × ceiling POST /auth ES256",
+               f"{s.rps:,.0f} / {c.rps:,.0f} = {s.rps / c.rps:.2f}", s.rps / c.rps >= 0.85)
     s, c = get("get_c64_k1"), get("get_c64_k1", "ceiling")
     if s and c:
         target("GET JWKS ≥ 0.90 × ceiling req/s (64 conns)",

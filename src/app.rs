@@ -17,19 +17,22 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
+use crate::clients::{ClientRegistry, ClientStore};
 use crate::config::AdminTokenSource;
 use crate::config::{
     DRAIN_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS, RATE_LIMIT_WINDOW,
     Settings,
 };
-use crate::http::{AdminState, AppState, Limits, SharedState, admin_router, router};
+use crate::http::{
+    AdminState, AppState, Discovery, Limits, SharedState, admin_router, router, startup_warnings,
+};
 use crate::keys::{Clock, KeyStore, RotateError, Rotator, SystemClock};
 use crate::metrics::Metrics;
 use crate::persist::StoreError;
 use crate::ratelimit::RateLimiter;
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::token::Issuer;
+use crate::token::{Issuer, UnpublishedKeys};
 use crate::users::{AuditLog, AuditWriter, PasswordHasher, UserStore, Users};
 
 /// Why the application could not start.
@@ -75,13 +78,15 @@ pub struct Services {
 }
 
 /// Builds everything a request needs: bootstraps the keys (loads them, brings the
-/// schedule up to date, persists what that created), starts the audit writer and sets
-/// up the password hasher, rate limiters and issuer. Reused by the server, by tests
+/// schedule up to date, persists what that created), loads the registered clients,
+/// starts the audit writer and sets up the password hasher, rate limiters, issuer and
+/// discovery document. Reused by the server, by tests
 /// and by anything that must answer requests without a socket. The rotation task is not
 /// started here; [`Background::start_rotation`] starts it.
 ///
 /// # Errors
-/// [`AppError::Keys`] if the keys cannot be loaded or created.
+/// [`AppError::Keys`] if the keys cannot be loaded or created; [`AppError::Store`] if
+/// the clients cannot be loaded.
 pub async fn build_state(
     settings: &Settings,
     issuer: String,
@@ -90,6 +95,7 @@ pub async fn build_state(
 ) -> Result<Services, AppError> {
     let key_store: Arc<dyn KeyStore> = store.clone();
     let user_store: Arc<dyn UserStore> = store.clone();
+    let client_store: Arc<dyn ClientStore> = store.clone();
     let rotator = Rotator::bootstrap(settings.keys, key_store, Arc::clone(&clock)).await?;
     let (audit, audit_writer) = AuditLog::spawn(user_store.clone());
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
@@ -107,6 +113,9 @@ pub async fn build_state(
         register: limiter(settings.auth.register_rate_limit),
     };
     let issuer = Issuer::new(issuer, settings.token.audience.clone(), settings.token.ttl);
+    // The issuer surface (issue 11): clients in memory, the discovery document.
+    let clients = ClientRegistry::load(client_store, settings.auth.mode).await?;
+    let discovery = Discovery::new(issuer.issuer().to_owned(), settings.keys.alg);
     let metrics = Arc::new(Metrics::new(
         rotator.metrics(),
         rotator.handle(),
@@ -124,6 +133,13 @@ pub async fn build_state(
         trust_proxy: settings.auth.trust_proxy,
         body_timeout: settings.http.request_timeout,
         requests: metrics.requests.clone(),
+        clients: clients.clone(),
+        discovery,
+        unpublished: UnpublishedKeys::default(),
+        test_case_counts: Default::default(),
+        password_limiter: limits.auth.clone(),
+        token_limiter: limiter(settings.oauth.token_rate_limit),
+        clock_skew_secs: i64::try_from(settings.keys.clock_skew.as_secs()).unwrap_or(60),
     });
     let (stop_rotation, _) = watch::channel(false);
     Ok(Services {
@@ -133,6 +149,7 @@ pub async fn build_state(
         background: Background {
             audit_writer,
             rotator,
+            clients,
             rotation: None,
             stop_rotation,
             store,
@@ -144,8 +161,9 @@ pub async fn build_state(
 /// each step after the one before has finished:
 /// 1. the audit writer: refuses new rows, commits every queued row, exits (requests
 ///    must have drained first, or their rows would be refused);
-/// 2. the rotation task: told to stop, it abandons a step in progress (nothing of a
-///    step is persisted before its one transaction, and a cut-off transaction rolls back);
+/// 2. the rotation task and the clients' poll task: told to stop, the rotation task
+///    abandons a step in progress (nothing of a step is persisted before its one
+///    transaction, and a cut-off transaction rolls back);
 ///    then the rotation lease is given up (it holds a store connection);
 /// 3. the store: closed last, after its last use by either (SQLite folds its
 ///    write-ahead log into the main file).
@@ -157,20 +175,27 @@ pub struct Background {
     audit_writer: AuditWriter,
     /// The rotator the task runs; requests read its key-set handle.
     rotator: Rotator,
-    /// The rotation task, once started; stopped second.
-    rotation: Option<tokio::task::JoinHandle<()>>,
-    /// Tells the rotation task to stop.
+    /// The registered clients; its poll task reloads them when another process changed
+    /// them.
+    clients: ClientRegistry,
+    /// The rotation and clients' poll tasks, once started; stopped second.
+    rotation: Option<[tokio::task::JoinHandle<()>; 2]>,
+    /// Tells those tasks to stop.
     stop_rotation: watch::Sender<bool>,
     /// The database of keys and users; closed last.
     store: Arc<dyn Store>,
 }
 
 impl Background {
-    /// Starts the rotation task (once; later calls do nothing).
+    /// Starts the rotation task and the clients' poll task (once; later calls do
+    /// nothing).
     pub fn start_rotation(&mut self) {
         if self.rotation.is_none() {
             let stop = self.stop_rotation.subscribe();
-            self.rotation = Some(tokio::spawn(self.rotator.clone().run(stop)));
+            self.rotation = Some([
+                tokio::spawn(self.rotator.clone().run(stop.clone())),
+                tokio::spawn(self.clients.clone().run(stop)),
+            ]);
         }
     }
 
@@ -189,10 +214,10 @@ impl Background {
             tracing::warn!("audit log writer did not finish in time");
         }
         let _ = self.stop_rotation.send(true);
-        if let Some(rotation) = self.rotation
-            && tokio::time::timeout(DRAIN_TIMEOUT, rotation).await.is_err()
-        {
-            tracing::warn!("the rotation task did not stop in time");
+        for task in self.rotation.into_iter().flatten() {
+            if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
+                tracing::warn!("a background task did not stop in time");
+            }
         }
         if tokio::time::timeout(DRAIN_TIMEOUT, self.rotator.resign())
             .await
@@ -284,13 +309,16 @@ impl Application {
             };
         let token = admin_token(&settings)?;
         let key_store: Arc<dyn KeyStore> = store.clone();
-        let services = build_state(
-            &settings,
-            settings.issuer_for(addr),
-            store,
-            Arc::clone(&clock),
-        )
-        .await?;
+        let issuer = settings.issuer_for(addr);
+        for note in startup_warnings(
+            addr.ip(),
+            settings.token.issuer.is_some(),
+            &issuer,
+            settings.auth.mode == crate::users::AuthMode::Open,
+        ) {
+            tracing::warn!("{note}");
+        }
+        let services = build_state(&settings, issuer, store, Arc::clone(&clock)).await?;
         let admin = admin.map(|listener| {
             let routes = admin_router(AdminState {
                 rotator: services.background.rotator().clone(),
@@ -336,6 +364,12 @@ impl Application {
     #[must_use]
     pub fn rotator(&self) -> Rotator {
         self.background.rotator().clone()
+    }
+
+    /// The client registry, e.g. for tests that reload it at once.
+    #[must_use]
+    pub fn clients(&self) -> ClientRegistry {
+        self.background.clients.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, drains in-flight

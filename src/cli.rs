@@ -75,6 +75,48 @@ pub enum Command {
         /// the server's own settings; a wildcard host means 127.0.0.1].
         url: Option<String>,
     },
+    /// Manage the OAuth 2.0 clients of `POST /token`; works while servers run (they see
+    /// a change within 2 seconds).
+    Clients {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClientsCommand,
+    },
+}
+
+/// `jwks-server clients ...`
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client and print its generated secret (shown this once).
+    Add {
+        /// The client id (visible ASCII, no spaces).
+        id: String,
+        /// A scope the client may ask for (repeatable; space-separated lists too).
+        /// Without any, the client may ask for none.
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// `aud` of its tokens when a request names none.
+        #[arg(long, value_name = "A")]
+        audience: Option<String>,
+        /// A claim added to each of its tokens, `NAME=JSON` (repeatable), e.g.
+        /// `--claim tenant='"acme"'` or `--claim roles='["a","b"]'`.
+        #[arg(long = "claim", value_name = "NAME=JSON")]
+        claims: Vec<String>,
+        /// A redirect URI (repeatable; kept for interactive sign-in).
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A grant type the client may use: `client_credentials` or `password`
+        /// (repeatable); without any, both.
+        #[arg(long = "grant-type", value_name = "G")]
+        grant_types: Vec<String>,
+    },
+    /// List the registered clients (never their secrets).
+    List,
+    /// Remove a client; its tokens stay valid until they expire.
+    Remove {
+        /// The client id.
+        id: String,
+    },
 }
 
 /// `jwks-server keys ...`
@@ -230,6 +272,10 @@ pub struct ServeArgs {
     /// File holding the admin API's bearer token (used when JWKS_ADMIN_TOKEN is unset).
     #[arg(long, env = "JWKS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    // --- the issuer surface (issue 11) ---
+    /// Most `POST /token` requests per client IP in any rolling second; 0 turns it off.
+    #[arg(long, env = "JWKS_TOKEN_RATE_LIMIT", default_value_t = 50)]
+    pub token_rate_limit: u32,
 }
 
 /// `--alg` as clap sees it; a thin wrapper so clap can list the choices.

@@ -140,6 +140,8 @@ pub struct Settings {
     pub master_key: MasterKeySource,
     /// The operators' listener.
     pub admin: AdminSettings,
+    /// The OAuth 2.0 token endpoint.
+    pub oauth: OAuthSettings,
 }
 
 /// The admin listener: `/metrics` and the `/admin` API, off unless a port is given.
@@ -158,6 +160,13 @@ pub enum AdminTokenSource {
     Value(Secret),
     /// `--admin-token-file`: read at start-up.
     File(std::path::PathBuf),
+}
+
+/// The OAuth 2.0 token endpoint (`POST /token`).
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// `POST /token` requests per client IP per rolling second; 0 is off.
+    pub token_rate_limit: u32,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -253,6 +262,9 @@ impl Settings {
                 auth_rate_limit: args.auth_rate_limit,
                 register_rate_limit: args.register_rate_limit,
                 trust_proxy: args.trust_proxy,
+            },
+            oauth: OAuthSettings {
+                token_rate_limit: args.token_rate_limit,
             },
         })
     }

@@ -13,6 +13,8 @@
 //!   immutable [`keys::KeySet`] snapshot, the [`keys::Rotator`] task, sealing.
 //! - [`token`]: JWT claims and signing with a cached key.
 //! - [`store`]: persistence behind the [`store::KeyStore`] and [`store::UserStore`] traits.
+//! - [`clients`]: OAuth 2.0 clients: hashed secrets, the [`clients::ClientStore`]
+//!   interface and the in-memory [`clients::ClientRegistry`] the token endpoint reads.
 //! - [`users`]: registration, Argon2id passwords, authentication modes, the audit log.
 //! - [`ratelimit`]: the per-client sliding-window-log limiter.
 //! - [`selftest`]: `jwks-server selftest [URL]`, a conformance check of a live JWKS server
@@ -20,6 +22,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod http;
 pub mod keys;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use jwks_server::app::Application;
-use jwks_server::cli::{Cli, Command, KeysCommand};
+use jwks_server::cli::{Cli, ClientsCommand, Command, KeysCommand};
 use jwks_server::config::Settings;
 use jwks_server::keys::{MasterKey, Sealer};
 use jwks_server::selftest::Target;
@@ -76,6 +76,7 @@ fn main() -> ExitCode {
             tracing::info!(keys = count, file = %new_master_key_file.display(), "re-sealed every key; start with the new master key");
             Ok(())
         }),
+        Command::Clients { action } => block_on(clients(&settings, action)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,6 +93,72 @@ fn print(text: &str) {
     {
         println!("{}", text.trim_end());
     }
+}
+
+/// `jwks-server clients ...`: the clients tables only, beside any running server.
+#[allow(
+    clippy::print_stdout,
+    reason = "the one-time secret and the listing are the command's output"
+)]
+async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Result<()> {
+    use jwks_server::clients::{Client, ClientId, ClientSpec};
+    let store = jwks_server::store::open_client_store(&settings.database)
+        .await
+        .context("cannot open the clients table")?;
+    match action {
+        ClientsCommand::Add {
+            id,
+            scopes,
+            audience,
+            claims,
+            redirect_uris,
+            grant_types,
+        } => {
+            let spec = ClientSpec {
+                id,
+                scopes,
+                grant_types,
+                audience,
+                claims,
+                redirect_uris,
+            };
+            let (client, secret) = Client::create(&spec).context("invalid client")?;
+            store
+                .insert_client(&client)
+                .await
+                .with_context(|| format!("cannot add client '{}'", client.id))?;
+            tracing::info!(client_id = %client.id, "client added; its secret is printed once, on stdout");
+            println!("client_id={}", client.id);
+            println!("client_secret={}", secret.expose());
+        }
+        ClientsCommand::List => {
+            println!("client_id\tscopes\tgrant_types\taudience\tclaims\tredirect_uris");
+            for c in store.list_clients().await.context("cannot list clients")? {
+                let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    c.id,
+                    c.scopes.join(" "),
+                    grants.join(" "),
+                    c.audience.as_deref().unwrap_or("-"),
+                    serde_json::Value::Object(c.claims.clone()),
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientsCommand::Remove { id } => {
+            let id = ClientId::parse(&id).context("invalid client id")?;
+            if !store
+                .remove_client(&id)
+                .await
+                .context("cannot remove the client")?
+            {
+                anyhow::bail!("no client '{id}'");
+            }
+            tracing::info!(client_id = %id, "client removed");
+        }
+    }
+    Ok(())
 }
 
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

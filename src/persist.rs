@@ -111,6 +111,9 @@ pub enum StoreError {
     /// The operation means nothing for this backend (e.g. rewrapping an in-memory store).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A stored value could not be encoded or decoded as JSON.
+    #[error("a stored value is not the JSON it should be")]
+    Json(#[from] serde_json::Error),
     /// A lock of the in-memory store was poisoned by a panic.
     #[error("memory store lock poisoned")]
     Poisoned,

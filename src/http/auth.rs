@@ -29,6 +29,8 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the token expires; 0 for an `?expired=true` token.
     pub expires_in: i64,
+    /// The same JWT under its OAuth 2.0 name (RFC 6749 §5.1), for clients that look for it.
+    pub access_token: String,
 }
 
 /// Credentials presented at `/auth`, from whichever source carried them.
@@ -91,6 +93,7 @@ pub(super) async fn token_issue(
     };
     state.requests.auth_token(grant, expired);
     Ok(Json(TokenResponse {
+        access_token: issued.token.clone(),
         token: issued.token,
         token_type: "Bearer",
         expires_in: issued.expires_in,

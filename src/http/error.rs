@@ -59,6 +59,27 @@ pub enum ApiError {
     /// An operation that does not apply to the keys as they are (409).
     #[error("{0}")]
     Refused(String),
+    /// Client authentication failed (RFC 6749 §5.2 `invalid_client`): 401 with
+    /// `WWW-Authenticate: Basic`.
+    #[error("{0}")]
+    InvalidClient(String),
+    /// The resource owner's credentials are wrong (RFC 6749 §5.2 `invalid_grant`, 400).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The client may not use this grant type (RFC 6749 §5.2 `unauthorized_client`, 400).
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    /// A grant type this server does not implement (RFC 6749 §5.2
+    /// `unsupported_grant_type`, 400).
+    #[error("{0}")]
+    UnsupportedGrantType(String),
+    /// The requested scope is invalid, unknown or not allowed (RFC 6749 §5.2
+    /// `invalid_scope`, 400).
+    #[error("{0}")]
+    InvalidScope(String),
+    /// The `resource` is not an acceptable target (RFC 8707 §2 `invalid_target`, 400).
+    #[error("{0}")]
+    InvalidTarget(String),
     /// A failure on our side (500). The detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -89,6 +110,13 @@ impl ApiError {
             Self::UnknownKey(_) => (StatusCode::NOT_FOUND, "unknown_key"),
             Self::Refused(_) => (StatusCode::CONFLICT, "operation_refused"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            // RFC 6749 §5.2: 400, except invalid_client, which is 401 with a challenge.
+            Self::InvalidClient(_) => (StatusCode::UNAUTHORIZED, "invalid_client"),
+            Self::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+            Self::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+            Self::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+            Self::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
+            Self::InvalidTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
         }
     }
 }
@@ -128,6 +156,14 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="jwks-server admin""#),
+                );
+            }
+            Self::InvalidClient(_) => {
+                // RFC 6749 §5.2: the scheme the client should use (RFC 7617).
+                let challenge = r#"Basic realm="jwks-server", charset="UTF-8""#;
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
                 );
             }
             Self::RateLimited { retry_after_secs } => {

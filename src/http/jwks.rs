@@ -16,7 +16,7 @@ pub(super) async fn jwks_get(State(state): State<AppState>, request: Request) ->
     jwks_respond(&state, request.headers())
 }
 
-/// The JWKS paths.
+/// The JWKS paths (at the root; the issuer-path aliases go through the router).
 pub(super) fn is_jwks_path(path: &str) -> bool {
     matches!(path, "/.well-known/jwks.json" | "/jwks")
 }
@@ -48,11 +48,16 @@ pub(super) fn jwks_respond(state: &AppState, headers: &HeaderMap) -> Response {
     }
     h.insert(header::CACHE_CONTROL, state.jwks_cache_control.clone());
     h.insert(header::ETAG, etag);
+    // A public document: browser apps of any origin may read it (CORS).
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        super::discovery::ALLOW_ANY_ORIGIN,
+    );
     response
 }
 
 /// Weak comparison of an `If-None-Match` list against our (strong) tag.
-fn matches_etag(if_none_match: &[u8], etag: &[u8]) -> bool {
+pub(super) fn matches_etag(if_none_match: &[u8], etag: &[u8]) -> bool {
     if_none_match
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)

@@ -66,6 +66,11 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// `Retry-After` for a wait of `retry_after`: whole seconds rounded up, at least 1.
+pub(super) fn retry_after_secs(retry_after: std::time::Duration) -> u64 {
+    (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1)
+}
+
 /// Middleware: 429 with `Retry-After` when the client is over the route's limit.
 pub(super) async fn enforce(
     State(limit): State<RouteLimit>,
@@ -80,9 +85,8 @@ pub(super) async fn enforce(
         && let Decision::Limited { retry_after } = limit.limiter.check(ip, Instant::now())
     {
         limit.refused.inc();
-        let retry_after_secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         return ApiError::RateLimited {
-            retry_after_secs: retry_after_secs.max(1),
+            retry_after_secs: retry_after_secs(retry_after),
         }
         .into_response();
     }

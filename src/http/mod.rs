@@ -3,17 +3,24 @@
 //! serialize the key set.
 //!
 //! Routes: `GET|HEAD /.well-known/jwks.json`, `GET|HEAD /jwks`, `POST /auth`, `POST /register`,
-//! `GET /healthz`, `GET /readyz`. Wrong methods answer 405 with `Allow`; unknown paths
-//! 404; both in the JSON error shape.
+//! `GET /healthz`, `GET /readyz`; the issuer surface: `GET|HEAD
+//! /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`,
+//! `POST /token`, `GET /token/test-cases`, `POST /introspect` (and, when `--issuer` has a
+//! path, the same under it). Wrong methods answer 405 with `Allow`; unknown paths 404;
+//! both in the JSON error shape.
 
 mod admin;
 mod auth;
 mod body;
+mod discovery;
 mod error;
 mod health;
+mod introspect;
 mod jwks;
 mod limit;
+mod oauth;
 mod state;
+mod token;
 mod users;
 
 use std::sync::Arc;
@@ -26,8 +33,10 @@ use crate::ratelimit::RateLimiter;
 
 pub use admin::{AdminState, KeyListing, KeyView, OutcomeView, admin_router};
 pub use auth::{Credentials, TokenResponse};
+pub use discovery::{Discovery, startup_warnings};
 pub use error::ApiError;
 pub use state::{AppState, Shared as SharedState};
+pub use token::{AccessTokenResponse, DEFAULT_AUDIENCE};
 pub use users::RegisterResponse;
 
 fn allowing(route: MethodRouter<AppState>, allow: &'static str) -> MethodRouter<AppState> {
@@ -74,10 +83,65 @@ fn limited(
     }
 }
 
+/// Characters an issuer path may use to be mounted as routes (no route syntax).
+fn is_mountable(path: &str) -> bool {
+    path.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~' | b'%'))
+}
+
 /// The application's router.
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let jwks = || allowing(get(jwks::jwks_get), "GET, HEAD");
-    Router::new()
+    let jwks = || {
+        allowing(
+            get(jwks::jwks_get).options(discovery::cors_preflight),
+            "GET, HEAD, OPTIONS",
+        )
+    };
+    let metadata = || {
+        allowing(
+            get(discovery::discovery_get).options(discovery::cors_preflight),
+            "GET, HEAD, OPTIONS",
+        )
+    };
+    // `/token` checks its rate limit and sets its no-store headers itself: a middleware
+    // layer costs a boxed future per request on the hot path (BENCHMARKS.md, scenario 7).
+    let token = allowing(post(token::token_grant), "POST");
+    let introspect = allowing(post(introspect::token_introspect), "POST");
+    let test_cases = || allowing(get(token::token_test_cases), "GET, HEAD");
+    let mut router = Router::new()
+        .route("/.well-known/openid-configuration", metadata())
+        .route("/.well-known/oauth-authorization-server", metadata())
+        .route("/token", token.clone())
+        .route("/token/test-cases", test_cases())
+        .route("/introspect", introspect.clone());
+    // RFC 8414 §3 inserts the well-known segment before the issuer's path; OIDC
+    // Discovery §4 appends it. The advertised endpoints are under the issuer, so they
+    // are served there too.
+    match state.discovery.issuer_path().map(str::to_owned) {
+        Some(p) if is_mountable(&p) => {
+            router = router
+                .route(&format!("{p}/.well-known/openid-configuration"), metadata())
+                .route(
+                    &format!("/.well-known/oauth-authorization-server{p}"),
+                    metadata(),
+                )
+                // The issuer's own spelling too, when it ends with a slash (RFC 8414 §3).
+                .route(
+                    &format!("/.well-known/oauth-authorization-server{p}/"),
+                    metadata(),
+                )
+                .route(&format!("{p}/.well-known/jwks.json"), jwks())
+                .route(&format!("{p}/jwks"), jwks())
+                .route(&format!("{p}/token"), token)
+                .route(&format!("{p}/token/test-cases"), test_cases())
+                .route(&format!("{p}/introspect"), introspect);
+        }
+        Some(p) => {
+            tracing::warn!(path = %p, "the issuer's path has characters that cannot be routed; its endpoints are served at the root only");
+        }
+        None => {}
+    }
+    router
         .route("/.well-known/jwks.json", jwks())
         .route("/jwks", jwks())
         .route(

@@ -5,9 +5,14 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 
+use std::sync::atomic::AtomicU64;
+
+use super::discovery::Discovery;
+use crate::clients::ClientRegistry;
 use crate::keys::{Clock, KeySetHandle, Rotator};
 use crate::metrics::RequestMetrics;
-use crate::token::Issuer;
+use crate::ratelimit::RateLimiter;
+use crate::token::{Issuer, TestCase, UnpublishedKeys};
 use crate::users::Users;
 
 /// Shared state of the HTTP layer, behind one `Arc`: every request clones it, and one
@@ -53,4 +58,18 @@ pub struct Shared {
     pub body_timeout: std::time::Duration,
     /// The counters requests bump (one atomic add each).
     pub requests: RequestMetrics,
+    /// The registered clients (in memory; reloaded by their own task).
+    pub clients: ClientRegistry,
+    /// The discovery document, cached.
+    pub discovery: Discovery,
+    /// The never-published keys of the `unknown_kid` test case.
+    pub unpublished: UnpublishedKeys,
+    /// Negative-test tokens issued, per [`TestCase::ALL`] entry.
+    pub test_case_counts: [AtomicU64; TestCase::ALL.len()],
+    /// The `/auth` limiter, which the `password` grant of `/token` also obeys.
+    pub password_limiter: Option<Arc<RateLimiter>>,
+    /// The `POST /token` limiter (`--token-rate-limit`), checked before the body is read.
+    pub token_limiter: Option<Arc<RateLimiter>>,
+    /// `--clock-skew` in seconds, allowed on `exp`/`nbf` at `/introspect`.
+    pub clock_skew_secs: i64,
 }

@@ -98,6 +98,8 @@ pub struct KeyRecord {
     pub jwk: Jwk,
     /// The base64url JWS protected header for tokens this key signs, computed once.
     pub jws_header: String,
+    /// The same header with `typ: "at+jwt"`, for RFC 9068 access tokens (§2.1).
+    pub access_jws_header: String,
     /// The key's life.
     pub schedule: Schedule,
 }
@@ -108,16 +110,20 @@ impl KeyRecord {
     pub fn new(key: SigningKey, schedule: Schedule) -> Arc<Self> {
         let jwk = key.public_jwk();
         let kid = jwk.kid().clone();
-        let header = format!(
-            r#"{{"alg":"{}","kid":"{kid}","typ":"JWT"}}"#,
-            key.algorithm()
-        );
-        let jws_header = URL_SAFE_NO_PAD.encode(header);
+        let header = |typ: &str| {
+            URL_SAFE_NO_PAD.encode(format!(
+                r#"{{"alg":"{}","kid":"{kid}","typ":"{typ}"}}"#,
+                key.algorithm()
+            ))
+        };
+        let jws_header = header("JWT");
+        let access_jws_header = header("at+jwt");
         Arc::new(Self {
             kid,
             key: Arc::new(key),
             jwk,
             jws_header,
+            access_jws_header,
             schedule,
         })
     }
@@ -130,6 +136,7 @@ impl KeyRecord {
             key: Arc::clone(&self.key),
             jwk: self.jwk.clone(),
             jws_header: self.jws_header.clone(),
+            access_jws_header: self.access_jws_header.clone(),
             schedule,
         })
     }
@@ -180,6 +187,12 @@ mod tests {
         assert_eq!(header["alg"], "EdDSA");
         assert_eq!(header["typ"], "JWT");
         assert_eq!(header["kid"], record.kid.as_str());
+        let access = URL_SAFE_NO_PAD
+            .decode(&record.access_jws_header)
+            .expect("b64");
+        let access: serde_json::Value = serde_json::from_slice(&access).expect("json");
+        assert_eq!(access["typ"], "at+jwt");
+        assert_eq!(access["kid"], header["kid"]);
         let moved = record.rescheduled(Schedule {
             retires_at: 5,
             expires_at: 9,

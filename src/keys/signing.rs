@@ -189,6 +189,56 @@ impl SigningKey {
     }
 }
 
+impl SigningKey {
+    /// Whether `signature` is this key's signature of `message` (checked with the public
+    /// half only, as a verifier would).
+    #[must_use]
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
+        };
+        match self {
+            Self::Rsa(k) => {
+                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, k.public_key().as_ref())
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            Self::Ec(k) => {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, k.public_key().as_ref())
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            Self::Ed(k) => UnparsedPublicKey::new(&ED25519, k.public_key().as_ref())
+                .verify(message, signature)
+                .is_ok(),
+        }
+    }
+
+    /// The public key as a PEM `PUBLIC KEY` document (RFC 7468 §13: SubjectPublicKeyInfo,
+    /// base64 in 64-character lines, a final newline), as `openssl pkey -pubout` writes it.
+    ///
+    /// # Errors
+    /// [`KeyError::Export`] if the crypto library cannot encode it.
+    pub fn public_key_pem(&self) -> Result<String, KeyError> {
+        use aws_lc_rs::encoding::PublicKeyX509Der;
+        use base64::Engine as _;
+        let der = match self {
+            Self::Rsa(k) => AsDer::<PublicKeyX509Der<'static>>::as_der(k.public_key()),
+            Self::Ec(k) => AsDer::<PublicKeyX509Der<'static>>::as_der(k.public_key()),
+            Self::Ed(k) => AsDer::<PublicKeyX509Der<'static>>::as_der(k.public_key()),
+        }
+        .map_err(|_| KeyError::Export)?;
+        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).map_err(|_| KeyError::Export)?);
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        Ok(pem)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +262,22 @@ mod tests {
             .expect("export");
         assert!(SigningKey::from_pkcs8(Algorithm::Es256, &der).is_err());
         assert!(SigningKey::from_pkcs8(Algorithm::Rs256, b"garbage").is_err());
+    }
+
+    #[test]
+    fn signatures_verify_under_the_public_key_only_when_untouched() {
+        for alg in [Algorithm::Rs256, Algorithm::Es256, Algorithm::EdDsa] {
+            let key = SigningKey::generate(alg).expect("generate");
+            let mut sig = key.sign(b"message").expect("sign");
+            assert!(key.verify(b"message", &sig), "{alg}");
+            assert!(!key.verify(b"massage", &sig), "{alg}");
+            sig[0] ^= 1;
+            assert!(!key.verify(b"message", &sig), "{alg}");
+            let pem = key.public_key_pem().expect("pem");
+            assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{alg}");
+            assert!(pem.ends_with("\n-----END PUBLIC KEY-----\n"), "{alg}");
+            assert!(pem.lines().all(|l| l.len() <= 64));
+        }
     }
 
     #[test]

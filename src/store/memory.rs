@@ -13,6 +13,8 @@ use crate::users::{LoginEvent, NewUser, StoredUser, UserStore};
 pub struct MemoryStore {
     keys: Mutex<Keys>,
     users: Mutex<Users>,
+    /// Registered clients (`store/clients.rs`).
+    pub(super) clients: Mutex<super::clients::MemoryClients>,
 }
 
 #[derive(Debug, Default)]

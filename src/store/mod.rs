@@ -10,6 +10,7 @@
 //! - `sealed.rs`: stored row <-> [`crate::keys::KeyRecord`] (sealing with the master key).
 //! - `open.rs`: settings -> an open store.
 
+mod clients;
 mod memory;
 mod open;
 mod postgres;
@@ -17,6 +18,7 @@ mod sealed;
 mod sql;
 mod sqlite;
 
+pub use clients::{PostgresClients, SqliteClients, open_client_store};
 pub use memory::MemoryStore;
 pub use open::{attach, open};
 pub use postgres::PostgresStore;
@@ -25,7 +27,7 @@ pub use sqlite::SqliteStore;
 use crate::keys::KeyStore;
 use crate::users::UserStore;
 
-/// A backend that stores both keys and users (one database).
-pub trait Store: KeyStore + UserStore {}
+/// A backend that stores keys, users and clients (one database).
+pub trait Store: KeyStore + UserStore + crate::clients::ClientStore {}
 
-impl<T: KeyStore + UserStore> Store for T {}
+impl<T: KeyStore + UserStore + crate::clients::ClientStore> Store for T {}

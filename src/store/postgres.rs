@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0003_key_set_version.sql"),
     ),
     (
+        4,
+        include_str!("../../migrations/postgres/0004_clients.sql"),
+    ),
+    (
         5,
         include_str!("../../migrations/postgres/0005_revocation.sql"),
     ),
@@ -114,6 +118,11 @@ impl PostgresStore {
     /// [`StoreError::Database`] if a migration fails. Nothing is applied then.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         Sql::<Postgres>::migrate(&self.pool, MIGRATIONS, "the database").await
+    }
+
+    /// The connection pool, for the clients tables (`store/clients.rs`).
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
 

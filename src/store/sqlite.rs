@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_key_set_version.sql"),
     ),
+    (4, include_str!("../../migrations/sqlite/0004_clients.sql")),
     (
         5,
         include_str!("../../migrations/sqlite/0005_revocation.sql"),

@@ -1,5 +1,19 @@
 //! JWT claims and signing (RFC 7519, RFC 7515 compact serialization). Tokens are signed
 //! with the cached [`KeyRecord`] the key set hands out; this module never picks a key.
+//!
+//! - this file: the `/auth` JWT (`typ: JWT`);
+//! - `access.rs`: RFC 9068 access tokens and the negative-test tokens ([`TestCase`]);
+//! - `verify.rs`: verification of our own tokens against the in-memory key set, for
+//!   introspection.
+
+mod access;
+mod verify;
+
+pub use access::{
+    AccessGrant, TEST_CASE_OFFSET_SECS, TEST_JTI_PREFIX, TestCase, UnpublishedKeys, WRONG_AUDIENCE,
+    WRONG_ISSUER,
+};
+pub use verify::verify_own;
 
 use std::time::Duration;
 
@@ -55,6 +69,24 @@ impl Issuer {
             aud,
             ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// The `iss` of every token.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.iss
+    }
+
+    /// The configured `--audience`, if any.
+    #[must_use]
+    pub fn audience(&self) -> Option<&str> {
+        self.aud.as_deref()
+    }
+
+    /// The token lifetime in seconds.
+    #[must_use]
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
     }
 
     /// Issues a token signed by the active `key` at `now`. Its `exp` never passes the

@@ -16,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jwks_server::app::Application;
 use jwks_server::cli::Cli;
+use jwks_server::clients::{Client as OAuthClient, ClientRegistry, ClientSpec};
 use jwks_server::config::Settings;
 use jwks_server::keys::{Clock, ManualClock, MasterKey, Rotator, SystemClock};
 use jwks_server::store::{SqliteStore, Store};
@@ -29,6 +30,7 @@ pub struct TestApp {
     /// The admin listener, when `--admin-port` was given.
     pub admin: Option<SocketAddr>,
     pub rotator: Rotator,
+    pub clients: ClientRegistry,
     pub store: Arc<dyn Store>,
     hasher: jwks_server::users::PasswordHasher,
     pub dir: tempfile::TempDir,
@@ -129,6 +131,7 @@ async fn spawn_in(
     let addr = app.local_addr();
     let admin = app.admin_addr();
     let rotator = app.rotator();
+    let clients = app.clients();
     let hasher = app.password_hasher();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
@@ -139,6 +142,7 @@ async fn spawn_in(
         addr,
         admin,
         rotator,
+        clients,
         store,
         hasher,
         dir,
@@ -232,6 +236,60 @@ impl TestApp {
     pub async fn jwks(&self) -> Value {
         let res = self.get("/.well-known/jwks.json").await;
         assert_eq!(res.status, StatusCode::OK);
+        res.json()
+    }
+
+    /// `POST path` with a form body and optional HTTP Basic client credentials (both
+    /// parts form-url-encoded first, as RFC 6749 §2.3.1 says).
+    pub async fn post_form(
+        &self,
+        path: &str,
+        body: &str,
+        basic: Option<(&str, &str)>,
+    ) -> TestResponse {
+        use base64::Engine as _;
+        let mut headers = vec![(
+            "content-type",
+            "application/x-www-form-urlencoded".to_owned(),
+        )];
+        if let Some((id, secret)) = basic {
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let joined = format!("{}:{}", enc(id), enc(secret));
+            headers.push((
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(joined)
+                ),
+            ));
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.send(Method::POST, path, &headers, body.to_owned())
+            .await
+    }
+
+    /// Registers a client in the store and reloads the registry at once; returns its secret.
+    pub async fn add_client(&self, spec: ClientSpec) -> String {
+        let (client, secret) = OAuthClient::create(&spec).expect("valid client");
+        self.store
+            .insert_client(&client)
+            .await
+            .expect("client stored");
+        // The server's own poll may have reloaded first; either way it is loaded now.
+        self.clients.refresh().await.expect("reload");
+        assert!(
+            self.clients
+                .snapshot()
+                .clients
+                .contains_key(client.id.as_str())
+        );
+        secret.expose().to_owned()
+    }
+
+    /// The discovery document.
+    pub async fn discovery(&self) -> Value {
+        let res = self.get("/.well-known/openid-configuration").await;
+        assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
         res.json()
     }
 

@@ -7,9 +7,12 @@
 
 mod auth;
 mod cli;
+mod clients;
+mod discovery;
 mod durability;
 mod helpers;
 mod http_errors;
+mod introspect;
 mod jwks;
 mod lifecycle;
 mod operations;
@@ -19,4 +22,6 @@ mod replicas;
 mod selftest;
 mod shutdown;
 mod store_suite;
+mod test_cases;
+mod token;
 mod users;

@@ -20,6 +20,8 @@ pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Every stderr line so far (JSON logs).
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 /// How a server process that never started listening ended.
@@ -85,6 +87,7 @@ impl Server {
             Ok(Some(addr)) => Ok(Self {
                 child,
                 base: format!("http://{addr}"),
+                logs: lines,
             }),
             _ => {
                 let code = child.wait().ok().and_then(|s| s.code());

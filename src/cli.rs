@@ -148,7 +148,8 @@ pub enum KeysCommand {
     /// Revoke a key for good (a leaked key): it leaves the JWKS of every server within a
     /// second; if it was signing, a fresh key signs at once.
     Revoke {
-        /// The key's kid (see `keys list`).
+        /// The key's kid (see `keys list`). A kid is base64url and may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Why, kept with the key.
         #[arg(long, default_value = "")]

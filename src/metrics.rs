@@ -48,6 +48,8 @@ pub struct RequestMetrics {
     jwks_not_modified: Counter,
     /// `[grant][expired]` for `/auth`.
     auth_tokens: [[Counter; 2]; 2],
+    /// `[grant][test_case]` for `/token`: `client_credentials`, `password`.
+    token_tokens: [[Counter; 2]; 2],
     auth_failures: [Counter; 3],
     rate_limited: Family<Labels, Counter>,
     tokens: Family<Labels, Counter>,
@@ -60,13 +62,15 @@ impl RequestMetrics {
         failures: &Family<Labels, Counter>,
         rate_limited: Family<Labels, Counter>,
     ) -> Self {
-        let token = |grant, kind| {
+        let issued = |endpoint, grant, kind| {
             tokens.get_or_create_owned(&vec![
-                ("endpoint", "/auth"),
+                ("endpoint", endpoint),
                 ("grant", grant),
                 ("kind", kind),
             ])
         };
+        let token = |grant, kind| issued("/auth", grant, kind);
+        let oauth = |grant, kind| issued("/token", grant, kind);
         let failure = |reason| failures.get_or_create_owned(&vec![("reason", reason)]);
         Self {
             jwks_ok: jwks.get_or_create_owned(&vec![("status", "200")]),
@@ -74,6 +78,13 @@ impl RequestMetrics {
             auth_tokens: [
                 [token("anonymous", "normal"), token("anonymous", "expired")],
                 [token("password", "normal"), token("password", "expired")],
+            ],
+            token_tokens: [
+                [
+                    oauth("client_credentials", "normal"),
+                    oauth("client_credentials", "test_case"),
+                ],
+                [oauth("password", "normal"), oauth("password", "test_case")],
             ],
             auth_failures: [
                 failure("missing_credentials"),
@@ -97,6 +108,12 @@ impl RequestMetrics {
     /// A token issued at `/auth`.
     pub fn auth_token(&self, grant: AuthGrant, expired: bool) {
         self.auth_tokens[grant as usize][usize::from(expired)].inc();
+    }
+
+    /// A token issued at `/token`: for `password` (else `client_credentials`), and
+    /// whether it is a negative-test token.
+    pub fn oauth_token(&self, password: bool, test_case: bool) {
+        self.token_tokens[usize::from(password)][usize::from(test_case)].inc();
     }
 
     /// Refused credentials at `/auth`.

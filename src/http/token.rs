@@ -159,6 +159,9 @@ async fn grant(
             issued
         }
     };
+    state
+        .requests
+        .oauth_token(matches!(grant, GrantType::Password), test_case.is_some());
     let answer = AccessTokenResponse {
         access_token: issued.token,
         token_type: "Bearer",

@@ -348,6 +348,38 @@ async fn metrics_follow_the_lifecycle_as_it_moves() {
         (Some(1.0), Some(1.0))
     );
 
+    // `/token` counts by grant and kind, negative-test tokens apart.
+    for body in [
+        "grant_type=client_credentials&client_id=metrics",
+        "grant_type=client_credentials&client_id=metrics&test_case=expired",
+    ] {
+        let res = app
+            .send(
+                Method::POST,
+                "/token",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body,
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    }
+    let text = String::from_utf8(scrape().await.body.to_vec()).expect("utf-8");
+    let oauth = |kind| {
+        sample(
+            &text,
+            "jwks_tokens_issued_total",
+            &[
+                ("endpoint", "/token"),
+                ("grant", "client_credentials"),
+                ("kind", kind),
+            ],
+        )
+    };
+    assert_eq!(
+        (oauth("normal"), oauth("test_case")),
+        (Some(1.0), Some(1.0))
+    );
+
     // Through a rotation: the successor is published, then signs.
     let rotations = sample(&text, "jwks_rotations_total", &[]).expect("rotations");
     clock.advance(Duration::from_secs(30));

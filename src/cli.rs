@@ -106,7 +106,8 @@ pub enum KeysCommand {
     /// Revoke a key for good (a leaked key): it leaves the JWKS of every server within a
     /// second; if it was signing, a fresh key signs at once.
     Revoke {
-        /// The key's kid (see `keys list`).
+        /// The key's kid (see `keys list`). A kid is base64url and may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Why, kept with the key.
         #[arg(long, default_value = "")]
@@ -283,6 +284,19 @@ mod tests {
     use clap::CommandFactory as _;
 
     use super::*;
+
+    #[test]
+    fn a_kid_that_starts_with_a_hyphen_is_a_kid_not_a_flag() {
+        let cli =
+            Cli::try_parse_without_env(["jwks-server", "keys", "revoke", "-Yq3x", "--reason", "r"])
+                .expect("parses");
+        match cli.command {
+            Some(Command::Keys {
+                action: KeysCommand::Revoke { kid, reason },
+            }) => assert_eq!((kid.as_str(), reason.as_str()), ("-Yq3x", "r")),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn help_never_shows_the_value_of_a_secret_flag() {

@@ -332,6 +332,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_kid_that_starts_with_a_hyphen_is_a_kid_not_a_flag() {
+        let cli =
+            Cli::try_parse_without_env(["jwks-server", "keys", "revoke", "-Yq3x", "--reason", "r"])
+                .expect("parses");
+        match cli.command {
+            Some(Command::Keys {
+                action: KeysCommand::Revoke { kid, reason },
+            }) => assert_eq!((kid.as_str(), reason.as_str()), ("-Yq3x", "r")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn help_never_shows_the_value_of_a_secret_flag() {
         let command = Cli::command();
         for (flag, env) in [

@@ -327,8 +327,10 @@ async fn kill_9_during_rotations_never_leaves_a_half_written_key() {
         "200ms",
         "--jwks-max-age",
         "0s",
+        // Long enough that a loaded machine, stalling between the token and the JWKS
+        // fetch, cannot let the token's key expire in between.
         "--token-ttl",
-        "1s",
+        "5s",
         "--clock-skew",
         "0s",
         "--issuer",

@@ -11,17 +11,12 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::HeaderValue;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-use crate::config::{
-    DRAIN_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS, RATE_LIMIT_WINDOW,
-    Settings,
-};
-use crate::http::{AppState, Limits, SharedState, router};
+use crate::config::{DRAIN_TIMEOUT, RATE_LIMIT_MAX_CLIENTS, RATE_LIMIT_WINDOW, Settings};
+use crate::http::{AppState, Limits, SharedState, router, serve_connections};
 use crate::keys::{Clock, KeyStore, RotateError, Rotator, SystemClock};
 use crate::persist::StoreError;
 use crate::ratelimit::RateLimiter;
@@ -262,30 +257,12 @@ impl Application {
         self.background.start_rotation();
         tracing::info!(addr = %self.addr, alg = %self.settings.keys.alg, "listening");
 
-        let graceful = GracefulShutdown::new();
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.settings.http.request_timeout)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .max_headers(MAX_HEADERS);
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let router = self.router.clone();
-            let state = self.state.clone();
-            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let router = self.router.clone();
+        let state = self.state.clone();
+        let make_service = move |peer: SocketAddr| {
+            let router = router.clone();
+            let state = state.clone();
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let fast = crate::http::jwks_fast_path(&state, &req);
                 let router = router.clone();
                 async move {
@@ -296,22 +273,15 @@ impl Application {
                     req.extensions_mut().insert(ConnectInfo(peer));
                     router.oneshot(req).await
                 }
-            });
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-            });
-        }
-        drop(self.listener);
-        tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain deadline passed; closing remaining connections");
-        }
+            })
+        };
+        serve_connections(
+            self.listener,
+            self.settings.http.request_timeout,
+            make_service,
+            shutdown,
+        )
+        .await;
         drop(self.router);
         drop(self.state);
         self.background.stop().await;

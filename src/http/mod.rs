@@ -12,6 +12,7 @@ mod error;
 mod health;
 mod jwks;
 mod limit;
+mod serve;
 mod state;
 mod users;
 
@@ -25,6 +26,7 @@ use crate::ratelimit::RateLimiter;
 
 pub use auth::{Credentials, TokenResponse};
 pub use error::ApiError;
+pub use serve::serve_connections;
 pub use state::{AppState, Shared as SharedState};
 pub use users::RegisterResponse;
 

@@ -8,6 +8,7 @@
 mod auth;
 mod cli;
 mod durability;
+mod framing;
 mod helpers;
 mod http_errors;
 mod jwks;

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, RawQuery, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ pub(super) async fn token_issue(
     RawQuery(query): RawQuery,
     ClientIp(client): ClientIp,
     credentials: Credentials,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<([(header::HeaderName, HeaderValue); 1], Json<TokenResponse>), ApiError> {
     let expired = expired_param(query.as_deref())?;
     let password = credentials.password.map(Password::new);
     let subject = match state
@@ -76,11 +76,20 @@ pub(super) async fn token_issue(
             .ok_or(ApiError::Unavailable("no active signing key"))?;
         state.issuer.issue(key, &subject, now)?
     };
-    Ok(Json(TokenResponse {
-        token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-    }))
+    Ok((
+        [no_store()],
+        Json(TokenResponse {
+            token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+        }),
+    ))
+}
+
+/// `Cache-Control: no-store` for a response that carries a token or a password: no
+/// cache may keep it (RFC 6749 §5.1, RFC 9111 §5.2.2.5).
+pub(super) fn no_store() -> (header::HeaderName, HeaderValue) {
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
 const BAD_EXPIRED: &str = "Invalid 'expired' query parameter. Must be 'true' or 'false'.";

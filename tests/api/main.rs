@@ -5,10 +5,12 @@
     reason = "helpers are shared between the files of this one test binary"
 )]
 
+mod accept;
 mod auth;
 mod cli;
 mod durability;
 mod framing;
+mod headers;
 mod helpers;
 mod http_errors;
 mod jwks;

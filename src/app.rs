@@ -21,6 +21,7 @@ use crate::keys::{Clock, KeyStore, RotateError, Rotator, SystemClock};
 use crate::persist::StoreError;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
+use crate::tls::{Tls, TlsError};
 use crate::token::Issuer;
 use crate::users::{AuditLog, AuditWriter, PasswordHasher, UserStore, Users};
 
@@ -42,6 +43,9 @@ pub enum AppError {
     /// The store could not be opened.
     #[error("cannot open the key store")]
     Store(#[from] StoreError),
+    /// The TLS certificate or key is unusable.
+    #[error("cannot use the TLS certificate")]
+    Tls(#[from] TlsError),
 }
 
 /// Everything a request needs, over an open store, and the owner of what runs behind it.
@@ -190,6 +194,8 @@ pub struct Application {
     background: Background,
     /// The settings it was built from.
     settings: Settings,
+    /// HTTPS: the acceptor and the certificate files it reloads, when configured.
+    tls: Option<Tls>,
 }
 
 impl Application {
@@ -212,6 +218,8 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
+        // A bad certificate fails before anything is bound or generated.
+        let tls = settings.tls.as_ref().map(Tls::load).transpose()?;
         // Bind before the keys are prepared: connections that arrive meanwhile wait in
         // the listen backlog and are answered as soon as the keys exist.
         let addr = settings.http.addr;
@@ -229,6 +237,7 @@ impl Application {
             state: services.state,
             background: services.background,
             settings,
+            tls,
         })
     }
 
@@ -255,7 +264,10 @@ impl Application {
     /// ([`Background::stop`]).
     pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send) {
         self.background.start_rotation();
-        tracing::info!(addr = %self.addr, alg = %self.settings.keys.alg, "listening");
+        let (stop_reload, stopped) = watch::channel(false);
+        let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch(stopped)));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %self.addr, scheme, alg = %self.settings.keys.alg, "listening");
 
         let router = self.router.clone();
         let state = self.state.clone();
@@ -277,11 +289,16 @@ impl Application {
         };
         serve_connections(
             self.listener,
+            self.tls.as_ref().map(Tls::acceptor),
             self.settings.http.request_timeout,
             make_service,
             shutdown,
         )
         .await;
+        let _ = stop_reload.send(true);
+        if let Some(reload) = reload {
+            let _ = reload.await;
+        }
         drop(self.router);
         drop(self.state);
         self.background.stop().await;

@@ -15,6 +15,7 @@
 //! - [`store`]: persistence behind the [`store::KeyStore`] and [`store::UserStore`] traits.
 //! - [`users`]: registration, Argon2id passwords, authentication modes, the audit log.
 //! - [`ratelimit`]: the per-client sliding-window-log limiter.
+//! - [`tls`]: HTTPS with rustls: certificates from PEM files, reloaded without a restart.
 
 pub mod app;
 pub mod cli;
@@ -27,5 +28,6 @@ pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
 pub mod token;
 pub mod users;

@@ -16,6 +16,7 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::error::ApiError;
 use crate::config::{DRAIN_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS};
@@ -28,7 +29,9 @@ const ACCEPT_WARN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Serves every connection `listener` accepts with the service `make_service` builds for
 /// its peer, until `shutdown` resolves; then stops accepting and drains in-flight
-/// requests for at most [`DRAIN_TIMEOUT`] before it returns.
+/// requests for at most [`DRAIN_TIMEOUT`] before it returns. With `tls`, every
+/// connection must complete a TLS handshake within `request_timeout` first; anything
+/// else (plain HTTP among it) is closed without an answer.
 ///
 /// Every response gets `X-Content-Type-Options: nosniff`; a request that carries
 /// `Transfer-Encoding` is answered 400 and its connection closed ([`reject_framing`]).
@@ -36,6 +39,7 @@ const ACCEPT_WARN_INTERVAL: Duration = Duration::from_secs(1);
 /// `request_timeout` bounds how long a request head may take to arrive.
 pub async fn serve_connections<M, S>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     request_timeout: Duration,
     make_service: M,
     shutdown: impl Future<Output = ()>,
@@ -71,8 +75,29 @@ pub async fn serve_connections<M, S>(
         }
         let _ = stream.set_nodelay(true);
         let service = guarded(make_service(peer));
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(tls) = &tls else {
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (handshake, http, watcher) = (tls.accept(stream), http.clone(), graceful.watcher());
         tokio::spawn(async move {
+            let stream = match tokio::time::timeout(request_timeout, handshake).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
             if let Err(error) = conn.await {
                 tracing::debug!(%error, "connection ended with an error");
             }

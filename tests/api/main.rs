@@ -18,4 +18,5 @@ mod lifecycle;
 mod process;
 mod shutdown;
 mod store_suite;
+mod tls;
 mod users;

@@ -96,7 +96,7 @@ const BAD_EXPIRED: &str = "Invalid 'expired' query parameter. Must be 'true' or 
 
 /// `expired` absent or `false`: a normal token; `true` or present without a value: an
 /// expired one; anything else is a client error.
-fn expired_param(query: Option<&str>) -> Result<bool, ApiError> {
+pub(super) fn expired_param(query: Option<&str>) -> Result<bool, ApiError> {
     let mut values =
         form_urlencoded::parse(query.unwrap_or("").as_bytes()).filter(|(k, _)| k == "expired");
     let Some((_, value)) = values.next() else {
@@ -120,20 +120,27 @@ impl FromRequest<AppState> for Credentials {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let bytes = read_body(&parts.headers, body, state.body_timeout).await?;
-        let from_body = parse_body(&parts.headers, &bytes)?;
-        let credentials = match from_body {
-            Some(c) if c.username.is_some() => c,
-            _ => basic_credentials(&parts.headers)?.unwrap_or_default(),
-        };
-        if let Some(name) = &credentials.username
-            && (name.is_empty() || name.len() > MAX_USERNAME_BYTES)
-        {
-            return Err(ApiError::InvalidRequest(format!(
-                "username must be 1 to {MAX_USERNAME_BYTES} bytes"
-            )));
-        }
-        Ok(credentials)
+        credentials_from(&parts.headers, &bytes)
     }
+}
+
+/// The credentials of a request with these headers and this (whole) body: from the body
+/// if it names a user, else from HTTP Basic, else none. Every byte here is untrusted;
+/// the fuzz targets call this through [`super::fuzzing`].
+pub(super) fn credentials_from(headers: &HeaderMap, body: &[u8]) -> Result<Credentials, ApiError> {
+    let from_body = parse_body(headers, body)?;
+    let credentials = match from_body {
+        Some(c) if c.username.is_some() => c,
+        _ => basic_credentials(headers)?.unwrap_or_default(),
+    };
+    if let Some(name) = &credentials.username
+        && (name.is_empty() || name.len() > MAX_USERNAME_BYTES)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "username must be 1 to {MAX_USERNAME_BYTES} bytes"
+        )));
+    }
+    Ok(credentials)
 }
 
 /// Reads credentials from a JSON or form body. An empty body carries none.

@@ -9,6 +9,8 @@
 mod auth;
 mod body;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod jwks;
 mod limit;

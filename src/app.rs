@@ -11,20 +11,16 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::HeaderValue;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use crate::clients::{ClientRegistry, ClientStore};
 use crate::config::AdminTokenSource;
-use crate::config::{
-    DRAIN_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, RATE_LIMIT_MAX_CLIENTS, RATE_LIMIT_WINDOW,
-    Settings,
-};
+use crate::config::{DRAIN_TIMEOUT, RATE_LIMIT_MAX_CLIENTS, RATE_LIMIT_WINDOW, Settings};
 use crate::http::{
-    AdminState, AppState, Discovery, Limits, SharedState, admin_router, router, startup_warnings,
+    AdminState, AppState, Discovery, Limits, SharedState, admin_router, router, serve_connections,
+    startup_warnings,
 };
 use crate::keys::{Clock, KeyStore, RotateError, Rotator, SystemClock};
 use crate::metrics::Metrics;
@@ -32,6 +28,7 @@ use crate::persist::StoreError;
 use crate::ratelimit::RateLimiter;
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::tls::{Tls, TlsError};
 use crate::token::{Issuer, UnpublishedKeys};
 use crate::users::{AuditLog, AuditWriter, PasswordHasher, UserStore, Users};
 
@@ -62,6 +59,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("cannot use the TLS certificate")]
+    Tls(#[from] TlsError),
 }
 
 /// Everything a request needs, over an open store, and the owner of what runs behind it.
@@ -266,6 +266,8 @@ pub struct Application {
     background: Background,
     /// The settings it was built from.
     settings: Settings,
+    /// HTTPS: the acceptor and the certificate files it reloads, when configured.
+    tls: Option<Tls>,
 }
 
 impl Application {
@@ -288,6 +290,8 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
+        // A bad certificate fails before anything is bound or generated.
+        let tls = settings.tls.as_ref().map(Tls::load).transpose()?;
         // Bind before the keys are prepared: connections that arrive meanwhile wait in
         // the listen backlog and are answered as soon as the keys exist.
         let addr = settings.http.addr;
@@ -337,6 +341,7 @@ impl Application {
             admin,
             background: services.background,
             settings,
+            tls,
         })
     }
 
@@ -377,48 +382,42 @@ impl Application {
     /// ([`Background::stop`]).
     pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send) {
         self.background.start_rotation();
+        let (stop_reload, stopped) = watch::channel(false);
+        let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch(stopped)));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        // The admin listener: the same connection handling (and TLS) as the public one.
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin = self.admin.take().map(|(listener, routes)| {
             let addr = listener.local_addr().ok();
-            tracing::info!(?addr, "admin listener (metrics, /admin API)");
+            tracing::info!(?addr, scheme, "admin listener (metrics, /admin API)");
+            let acceptor = self.tls.as_ref().map(Tls::acceptor);
+            let timeout = self.settings.http.request_timeout;
             let mut stopped = admin_stopped.clone();
-            tokio::spawn(async move {
-                let served = axum::serve(listener, routes)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-                if let Err(error) = served {
-                    tracing::warn!(%error, "admin listener failed");
-                }
-            })
-        });
-        tracing::info!(addr = %self.addr, alg = %self.settings.keys.alg, "listening");
-
-        let graceful = GracefulShutdown::new();
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.settings.http.request_timeout)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .max_headers(MAX_HEADERS);
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
+            let make_service = move |peer: SocketAddr| {
+                let routes = routes.clone();
+                hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    routes.clone().oneshot(req)
+                })
             };
-            let _ = stream.set_nodelay(true);
-            let router = self.router.clone();
-            let state = self.state.clone();
-            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            tokio::spawn(serve_connections(
+                listener,
+                acceptor,
+                timeout,
+                make_service,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
+        tracing::info!(addr = %self.addr, scheme, alg = %self.settings.keys.alg, "listening");
+        let router = self.router.clone();
+        let state = self.state.clone();
+        let make_service = move |peer: SocketAddr| {
+            let router = router.clone();
+            let state = state.clone();
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let fast = crate::http::jwks_fast_path(&state, &req);
                 let router = router.clone();
                 async move {
@@ -429,21 +428,19 @@ impl Application {
                     req.extensions_mut().insert(ConnectInfo(peer));
                     router.oneshot(req).await
                 }
-            });
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-            });
-        }
-        drop(self.listener);
-        tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain deadline passed; closing remaining connections");
+            })
+        };
+        serve_connections(
+            self.listener,
+            self.tls.as_ref().map(Tls::acceptor),
+            self.settings.http.request_timeout,
+            make_service,
+            shutdown,
+        )
+        .await;
+        let _ = stop_reload.send(true);
+        if let Some(reload) = reload {
+            let _ = reload.await;
         }
         // The admin API acts through the rotator: it stops before the background does.
         let _ = admin_stop.send(true);

@@ -277,6 +277,13 @@ pub struct ServeArgs {
     /// Most `POST /token` requests per client IP in any rolling second; 0 turns it off.
     #[arg(long, env = "JWKS_TOKEN_RATE_LIMIT", default_value_t = 50)]
     pub token_rate_limit: u32,
+    /// PEM file with the TLS certificate chain, leaf first; with --tls-key, the server
+    /// speaks HTTPS only. Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "JWKS_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "JWKS_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `--alg` as clap sees it; a thin wrapper so clap can list the choices.

@@ -43,10 +43,19 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
 }
 
+/// The certificate and key files of HTTPS (`--tls-cert`, `--tls-key`); read by `tls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// PEM private key of the leaf.
+    pub key: std::path::PathBuf,
+}
+
 /// What issued tokens look like.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
-    /// `iss`; `None` means `http://<host>:<bound port>`.
+    /// `iss`; `None` means `http://<host>:<bound port>` (`https://` with TLS).
     pub issuer: Option<String>,
     /// `aud`, if any.
     pub audience: Option<String>,
@@ -142,6 +151,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The OAuth 2.0 token endpoint.
     pub oauth: OAuthSettings,
+    /// HTTPS instead of HTTP, when both files are given.
+    pub tls: Option<TlsSettings>,
 }
 
 /// The admin listener: `/metrics` and the `/admin` API, off unless a port is given.
@@ -221,7 +232,16 @@ impl Settings {
                 "with PostgreSQL, --publish-ahead must be at least 1500ms: replicas learn of a new key within 1s",
             ));
         }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err(invalid("--tls-cert and --tls-key must be given together")),
+        };
         Ok(Self {
+            tls,
             http: HttpSettings {
                 addr: SocketAddr::new(args.host, args.port),
                 request_timeout: args.request_timeout,
@@ -269,15 +289,16 @@ impl Settings {
         })
     }
 
-    /// The issuer for a server bound to `addr`.
+    /// The issuer for a server bound to `addr`: `https://` when it serves TLS.
     #[must_use]
     pub fn issuer_for(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.token.issuer.clone().unwrap_or_else(|| {
             let host = match addr.ip() {
                 ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
                 ip => ip,
             };
-            format!("http://{}", SocketAddr::new(host, addr.port()))
+            format!("{scheme}://{}", SocketAddr::new(host, addr.port()))
         })
     }
 }
@@ -376,6 +397,26 @@ mod tests {
         );
         assert!(parse(&["--alg", "HS256"]).is_err());
         assert!(parse(&["--token-ttl", "soon"]).is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_makes_the_default_issuer_https() {
+        let s = settings(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect("valid");
+        assert_eq!(
+            s.tls,
+            Some(TlsSettings {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(
+            s.issuer_for("0.0.0.0:8443".parse().expect("addr")),
+            "https://127.0.0.1:8443"
+        );
+        for half in [["--tls-cert", "c.pem"], ["--tls-key", "k.pem"]] {
+            let err = settings(&half).expect_err("one file alone");
+            assert!(err.to_string().contains("together"), "{err}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`ratelimit`]: the per-client sliding-window-log limiter.
 //! - [`selftest`]: `jwks-server selftest [URL]`, a conformance check of a live JWKS server
 //!   over HTTP (its own client and strict JWT verifier; never opens the store).
+//! - [`tls`]: HTTPS with rustls: certificates from PEM files, reloaded without a restart.
 
 pub mod app;
 pub mod cli;
@@ -35,5 +36,6 @@ pub mod selftest;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
 pub mod token;
 pub mod users;

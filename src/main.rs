@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use jwks_server::app::Application;
+use jwks_server::app::{AppError, Application};
 use jwks_server::cli::{Cli, ClientsCommand, Command, KeysCommand};
 use jwks_server::config::Settings;
 use jwks_server::keys::{MasterKey, Sealer};
@@ -82,7 +82,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            ExitCode::FAILURE
+            // An unusable certificate or key is a setting like any other: status 2.
+            let tls = error
+                .chain()
+                .any(|cause| matches!(cause.downcast_ref(), Some(AppError::Tls(_))));
+            if tls {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, RawQuery, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -53,7 +53,7 @@ pub(super) async fn token_issue(
     RawQuery(query): RawQuery,
     ClientIp(client): ClientIp,
     credentials: Credentials,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<([(header::HeaderName, HeaderValue); 1], Json<TokenResponse>), ApiError> {
     let expired = expired_param(query.as_deref())?;
     let password = credentials.password.map(Password::new);
     let grant = if credentials.username.is_some() {
@@ -92,19 +92,28 @@ pub(super) async fn token_issue(
         state.issuer.issue(key, &subject, now)?
     };
     state.requests.auth_token(grant, expired);
-    Ok(Json(TokenResponse {
-        access_token: issued.token.clone(),
-        token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-    }))
+    Ok((
+        [no_store()],
+        Json(TokenResponse {
+            access_token: issued.token.clone(),
+            token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+        }),
+    ))
+}
+
+/// `Cache-Control: no-store` for a response that carries a token or a password: no
+/// cache may keep it (RFC 6749 §5.1, RFC 9111 §5.2.2.5).
+pub(super) fn no_store() -> (header::HeaderName, HeaderValue) {
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
 const BAD_EXPIRED: &str = "Invalid 'expired' query parameter. Must be 'true' or 'false'.";
 
 /// `expired` absent or `false`: a normal token; `true` or present without a value: an
 /// expired one; anything else is a client error.
-fn expired_param(query: Option<&str>) -> Result<bool, ApiError> {
+pub(super) fn expired_param(query: Option<&str>) -> Result<bool, ApiError> {
     let mut values =
         form_urlencoded::parse(query.unwrap_or("").as_bytes()).filter(|(k, _)| k == "expired");
     let Some((_, value)) = values.next() else {
@@ -128,20 +137,27 @@ impl FromRequest<AppState> for Credentials {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let bytes = read_body(&parts.headers, body, state.body_timeout).await?;
-        let from_body = parse_body(&parts.headers, &bytes)?;
-        let credentials = match from_body {
-            Some(c) if c.username.is_some() => c,
-            _ => basic_credentials(&parts.headers)?.unwrap_or_default(),
-        };
-        if let Some(name) = &credentials.username
-            && (name.is_empty() || name.len() > MAX_USERNAME_BYTES)
-        {
-            return Err(ApiError::InvalidRequest(format!(
-                "username must be 1 to {MAX_USERNAME_BYTES} bytes"
-            )));
-        }
-        Ok(credentials)
+        credentials_from(&parts.headers, &bytes)
     }
+}
+
+/// The credentials of a request with these headers and this (whole) body: from the body
+/// if it names a user, else from HTTP Basic, else none. Every byte here is untrusted;
+/// the fuzz targets call this through [`super::fuzzing`].
+pub(super) fn credentials_from(headers: &HeaderMap, body: &[u8]) -> Result<Credentials, ApiError> {
+    let from_body = parse_body(headers, body)?;
+    let credentials = match from_body {
+        Some(c) if c.username.is_some() => c,
+        _ => basic_credentials(headers)?.unwrap_or_default(),
+    };
+    if let Some(name) = &credentials.username
+        && (name.is_empty() || name.len() > MAX_USERNAME_BYTES)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "username must be 1 to {MAX_USERNAME_BYTES} bytes"
+        )));
+    }
+    Ok(credentials)
 }
 
 /// Reads credentials from a JSON or form body. An empty body carries none.

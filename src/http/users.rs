@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
 use super::body::{is_json, media_type, read_body};
@@ -32,7 +32,14 @@ pub struct RegisterResponse {
 pub(super) async fn user_register(
     State(state): State<AppState>,
     request: Request,
-) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, HeaderValue); 1],
+        Json<RegisterResponse>,
+    ),
+    ApiError,
+> {
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body, state.body_timeout).await?;
     match media_type(&parts.headers) {
@@ -56,6 +63,7 @@ pub(super) async fn user_register(
     let password = state.users.register(username, email).await?;
     Ok((
         StatusCode::CREATED,
+        [super::auth::no_store()],
         Json(RegisterResponse {
             password: password.expose().to_owned(),
         }),

@@ -3,7 +3,6 @@
 //! seeing a change within 2 seconds, and the `ClientStore` contract on every backend.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -12,17 +11,15 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as Hyper;
 use hyper_util::rt::TokioExecutor;
 use jwks_server::clients::{Client, ClientId, ClientSpec, ClientStore};
-use jwks_server::config::DatabaseUrl;
-use jwks_server::keys::Sealer;
 use jwks_server::persist::StoreError;
-use jwks_server::store::{MemoryStore, PostgresClients, PostgresStore, SqliteClients, SqliteStore};
+use jwks_server::store::{MemoryStore, SqliteClients, SqliteStore};
 
 use crate::process::{MASTER_KEY, Server};
 
 /// The deadline of issue 11: every running server sees a change within 2 seconds.
 const CONVERGE: Duration = Duration::from_secs(2);
 
-fn cli(database: &str, args: &[&str]) -> std::process::Output {
+pub fn cli(database: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_jwks-server"))
         .args(["--database", database])
         .args(args)
@@ -33,7 +30,7 @@ fn cli(database: &str, args: &[&str]) -> std::process::Output {
 }
 
 /// `clients add`: the secret from stdout.
-fn add(database: &str, args: &[&str]) -> String {
+pub fn add(database: &str, args: &[&str]) -> String {
     let mut argv = vec!["clients", "add"];
     argv.extend_from_slice(args);
     let out = cli(database, &argv);
@@ -80,7 +77,7 @@ async fn token_status(base: &str, id: &str, secret: &str) -> u16 {
 }
 
 /// Waits (at most [`CONVERGE`]) until every server answers `want`.
-async fn converge(servers: &[&Server], id: &str, secret: &str, want: u16) {
+pub async fn converge(servers: &[&Server], id: &str, secret: &str, want: u16) {
     let started = Instant::now();
     loop {
         let mut statuses = Vec::new();
@@ -98,7 +95,7 @@ async fn converge(servers: &[&Server], id: &str, secret: &str, want: u16) {
     }
 }
 
-fn start(database: &str) -> Server {
+pub fn start(database: &str) -> Server {
     Server::start(
         &["--database", database, "--auth", "users", "--alg", "EdDSA"],
         &[("JWKS_MASTER_KEY", MASTER_KEY)],
@@ -159,28 +156,8 @@ async fn the_cli_changes_clients_of_a_running_sqlite_server_which_sees_them_with
     assert!(!cli(":memory:", &["clients", "list"]).status.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_changes_clients_of_postgres_replicas_which_all_see_them_within_2_seconds() {
-    let Ok(admin_url) = std::env::var("JWKS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let (url, name) = crate::replicas::fresh_database(&admin_url).await;
-    let (a, b) = (start(&url), start(&url));
-    let secret = add(&url, &["svc"]);
-    converge(&[&a, &b], "svc", &secret, 200).await;
-    let out = cli(&url, &["clients", "remove", "svc"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    converge(&[&a, &b], "svc", &secret, 401).await;
-    drop((a, b));
-    crate::replicas::drop_database(&admin_url, &name).await;
-}
-
 /// The `ClientStore` contract, the same for every backend.
-async fn store_contract(store: &dyn ClientStore) {
+pub async fn store_contract(store: &dyn ClientStore) {
     let v0 = store.clients_version().await.expect("version");
     assert!(store.list_clients().await.expect("list").is_empty());
     let (b, _) = Client::create(&ClientSpec {
@@ -243,32 +220,4 @@ async fn every_backend_keeps_the_client_store_contract() {
         sqlite.clients_version().await.expect("v")
     );
     beside.close().await;
-    if let Ok(raw) = std::env::var("JWKS_TEST_POSTGRES_URL") {
-        let url = DatabaseUrl::new(raw.clone());
-        let mut bytes = [0u8; 6];
-        aws_lc_rs::rand::fill(&mut bytes).expect("rng");
-        let schema = format!(
-            "t_clients_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        let sealer = Sealer::new(crate::helpers::test_master_key()).expect("sealer");
-        let pg = Arc::new(
-            PostgresStore::connect(&url, Some(&schema), sealer)
-                .await
-                .expect("connect"),
-        );
-        store_contract(pg.as_ref()).await;
-        let beside = PostgresClients::connect(&url, Some(&schema))
-            .await
-            .expect("connect");
-        assert_eq!(beside.list_clients().await.expect("list").len(), 1);
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&raw)
-            .await
-            .expect("admin");
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA \"{schema}\" CASCADE"
-        )))
-        .execute(&mut conn)
-        .await;
-    }
 }

@@ -5,23 +5,25 @@
     reason = "helpers are shared between the files of this one test binary"
 )]
 
+mod accept;
 mod auth;
 mod cli;
 mod clients;
 mod discovery;
 mod durability;
+mod framing;
+mod headers;
 mod helpers;
 mod http_errors;
 mod introspect;
 mod jwks;
 mod lifecycle;
 mod operations;
-mod postgres;
 mod process;
-mod replicas;
 mod selftest;
 mod shutdown;
 mod store_suite;
 mod test_cases;
+mod tls;
 mod token;
 mod users;

@@ -42,7 +42,34 @@ impl Server {
     /// Starts the binary with `args` (plus `--port 0` and JSON logs) and `envs`, and
     /// waits until it listens, or until it exits.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Self, Exited> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_jwks-server"));
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_jwks-server")), args, envs)
+    }
+
+    /// Like [`Server::start`], with at most `files` open file descriptors
+    /// (`RLIMIT_NOFILE`, for this process only).
+    pub fn start_with_file_limit(
+        files: u32,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, Exited> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_jwks-server"));
+        Self::start_command(command, args, envs)
+    }
+
+    /// The lines of the log so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("lock").clone()
+    }
+
+    fn start_command(
+        mut command: Command,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, Exited> {
         command
             .args(["--port", "0", "--log-format", "json"])
             .args(args)

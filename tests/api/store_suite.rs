@@ -1,15 +1,12 @@
-//! One test suite for every store backend: memory, SQLite (a fresh temp file each) and
-//! PostgreSQL (a fresh schema each, when `JWKS_TEST_POSTGRES_URL` is set).
+//! One test suite for every store backend: memory and SQLite here (a fresh temp file
+//! each); the `postgres` test binary runs the same [`run_suite`] on PostgreSQL (a fresh
+//! schema each), which is why this file is also compiled there.
 
 use std::sync::Arc;
 
-use jwks_server::config::DatabaseUrl;
-use jwks_server::keys::{
-    Algorithm, KeyChange, KeyRecord, KeyStore as _, MasterKey, Schedule, Sealer, SigningKey,
-    Versioned,
-};
+use jwks_server::keys::{Algorithm, KeyChange, KeyRecord, Schedule, SigningKey, Versioned};
 use jwks_server::persist::StoreError;
-use jwks_server::store::{MemoryStore, PostgresStore, SqliteStore, Store};
+use jwks_server::store::{MemoryStore, SqliteStore, Store};
 use jwks_server::users::{LoginEvent, NewUser, UserStore as _};
 
 use crate::helpers::test_master_key;
@@ -218,7 +215,7 @@ async fn changes_apply_only_over_the_version_they_were_planned_from(store: Arc<d
     assert_eq!(from_load, from_list);
 }
 
-async fn run_suite(make: impl AsyncFn() -> Arc<dyn Store>) {
+pub async fn run_suite(make: impl AsyncFn() -> Arc<dyn Store>) {
     keys_round_trip(make().await).await;
     a_failing_change_applies_nothing(make().await).await;
     changes_apply_only_over_the_version_they_were_planned_from(make().await).await;
@@ -302,44 +299,5 @@ async fn a_large_sqlite_audit_batch_keeps_every_row_in_order() {
             ("cy".to_owned(), false)
         ]
     );
-    pool.close().await;
-}
-
-#[tokio::test]
-async fn the_postgres_store_passes_the_suite() {
-    let Ok(url) = std::env::var("JWKS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let url = DatabaseUrl::new(url);
-    let schemas = std::sync::Mutex::new(Vec::new());
-    run_suite(async || {
-        let mut bytes = [0u8; 6];
-        aws_lc_rs::rand::fill(&mut bytes).expect("rng");
-        let schema = format!(
-            "suite_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        schemas.lock().expect("lock").push(schema.clone());
-        let sealer = Sealer::new(MasterKey::from_passphrase("suite")).expect("sealer");
-        let store = PostgresStore::connect(&url, Some(&schema), sealer)
-            .await
-            .expect("connect");
-        store
-            .load_keys()
-            .await
-            .expect("a shared store plans from the version it loaded");
-        Arc::new(store) as Arc<dyn Store>
-    })
-    .await;
-    // Leave the database as we found it.
-    let raw = std::env::var("JWKS_TEST_POSTGRES_URL").expect("url");
-    let pool = sqlx::PgPool::connect(&raw).await.expect("connect");
-    for schema in schemas.into_inner().expect("lock") {
-        let sql = format!("DROP SCHEMA \"{schema}\" CASCADE");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .expect("drop schema");
-    }
     pool.close().await;
 }

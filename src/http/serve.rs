@@ -55,9 +55,13 @@ pub async fn serve_connections<M, S>(
         .max_buf_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS);
     let mut accept_errors = AcceptErrors::default();
+    // Every connection's task: returning means every one of them has ended, so nothing
+    // (the handlers' state, the store behind it) outlives the server.
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(error) => {
@@ -77,7 +81,7 @@ pub async fn serve_connections<M, S>(
         let service = guarded(make_service(peer));
         let Some(tls) = &tls else {
             let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 if let Err(error) = conn.await {
                     tracing::debug!(%error, "connection ended with an error");
                 }
@@ -85,7 +89,7 @@ pub async fn serve_connections<M, S>(
             continue;
         };
         let (handshake, http, watcher) = (tls.accept(stream), http.clone(), graceful.watcher());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let stream = match tokio::time::timeout(request_timeout, handshake).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
@@ -110,6 +114,16 @@ pub async fn serve_connections<M, S>(
         .is_err()
     {
         tracing::warn!("drain deadline passed; closing remaining connections");
+    }
+    // Drained connections end their tasks at once; any left past the deadline are
+    // aborted here (dropping them closes their sockets).
+    if tokio::time::timeout(Duration::from_secs(1), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        connections.shutdown().await;
     }
 }
 

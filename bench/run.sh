@@ -14,7 +14,7 @@
 #   COLD_REPS cold starts per mode               (7 / 3)
 #   SOAK_SECS constant-load memory soak, 0 = off (60 / 0); the issue's figure is 600
 #   SIGN_SECS seconds of each raw signing loop   (3 / 1)
-#   SCENARIOS which scenarios to run             ("1 2 3 4 5 6 7"; e.g. SCENARIOS=7 for one)
+#   SCENARIOS which scenarios to run             ("1 2 3 4 5 6 7 8"; e.g. SCENARIOS=7 for one)
 #   SERVER_CPU / CLIENT_CPU (0 / 1), PORT / CEIL_PORT (18080 / 18081), OUT (results dir)
 #   NO_BUILD=1 skips cargo build (uses what target/release holds)
 set -euo pipefail
@@ -29,7 +29,7 @@ if [[ $QUICK == 1 ]]; then
 else
     : "${DURATION:=6}" "${REPS:=3}" "${WARMUP:=2}" "${COLD_REPS:=7}" "${SOAK_SECS:=60}" "${SIGN_SECS:=3}"
 fi
-SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6 7"}
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6 7 8"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18080}
@@ -123,7 +123,7 @@ log "database mode: $DB_MODE; results in $OUT"
 # --- processes -------------------------------------------------------------------------
 wait_200() { # url [seconds]
     local deadline=$(($(date +%s) + ${2:-60}))
-    until curl -fso /dev/null "$1"; do
+    until curl -kfso /dev/null "$1"; do
         (($(date +%s) < deadline)) || return 1
         sleep 0.05
     done
@@ -135,7 +135,7 @@ start_server() { # name, extra server args...
     next_db
     taskset -c "$SERVER_CPU" "$BIN" "${COMMON_ARGS[@]}" "${DB_ARGS[@]}" "$@" >"$OUT/server-$name.log" 2>&1 &
     SERVER_PID=$!
-    wait_200 "http://$HOST:$PORT$JWKS_PATH" || { echo "bench: server $name did not start" >&2; tail "$OUT/server-$name.log" >&2; exit 1; }
+    wait_200 "$(url_of "$PORT")$JWKS_PATH" || { echo "bench: server $name did not start" >&2; tail "$OUT/server-$name.log" >&2; exit 1; }
 }
 
 stop_server() {
@@ -168,13 +168,16 @@ key_count() { curl -fs "http://$HOST:$1$JWKS_PATH" | python3 -c 'import json,sys
 
 # One wrk run against a target; appends a `run` line with the target's CPU time around it.
 # With `bg` (a pid), also records that process's CPU time: a neighbour left running.
+# The base URL of a port: https for the port in HTTPS_PORT (scenario 7), else http.
+url_of() { if [[ $1 == "${HTTPS_PORT:-}" ]]; then echo "https://$HOST:$1"; else echo "http://$HOST:$1"; fi; }
+
 run_wrk() { # case target pid port path script conns rep [bg]
     local case=$1 target=$2 pid=$3 port=$4 path=$5 script=$6 conns=$7 rep=$8 bg=${9:-}
     local timeout=10s out c0 c1 b0=0 b1=0 line extra=
     [[ $case == s6_auth_creds ]] && timeout=60s
     [[ -n $bg ]] && b0=$(cpu_ticks "$bg")
     c0=$(cpu_ticks "$pid")
-    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --timeout "$timeout" -s "$BENCH/$script" "http://$HOST:$port$path")
+    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --timeout "$timeout" -s "$BENCH/$script" "$(url_of "$port")$path")
     c1=$(cpu_ticks "$pid")
     [[ -n $bg ]] && b1=$(cpu_ticks "$bg") && extra=" bg_ticks=$((b1 - b0))"
     line=$(grep '^BENCH ' <<<"$out") || { echo "bench: wrk gave no result: $out" >&2; exit 1; }
@@ -196,11 +199,11 @@ measure() {
     local warm="-t1 -c$conns -d${WARMUP}s --timeout 10s -s $BENCH/$script"
     log "$case: $conns connections"
     # shellcheck disable=SC2086 # $warm is a list of wrk flags
-    taskset -c "$CLIENT_CPU" wrk $warm "http://$HOST:$PORT$path" >/dev/null
+    taskset -c "$CLIENT_CPU" wrk $warm "$(url_of "$PORT")$path" >/dev/null
     if [[ -n $CEIL_PID ]]; then
         pause_server
         # shellcheck disable=SC2086
-        taskset -c "$CLIENT_CPU" wrk $warm "http://$HOST:$CEIL_PORT$path" >/dev/null
+        taskset -c "$CLIENT_CPU" wrk $warm "$(url_of "$CEIL_PORT")$path" >/dev/null
         resume_server
     fi
     for rep in $(seq 1 "$REPS"); do
@@ -437,6 +440,41 @@ if has 7; then
         BENCH_AUTH=
         stop_ceiling
         stop_server
+    fi
+fi
+
+# --- 8: HTTPS: keep-alive GET of the JWKS and POST /auth over TLS -----------------------
+# The same build serves HTTPS on PORT (the `server` lines) and plain HTTP on CEIL_PORT
+# (recorded as the `ceiling` lines), both pinned to SERVER_CPU and measured alternately,
+# the one not measured stopped: the ratio columns read "over TLS / over plain HTTP".
+# wrk (OpenSSL, no certificate check) opens its connections once and keeps them, so this
+# is the cost of TLS records on a warm connection, not of handshakes.
+if has 8; then
+    if ! supports --tls-cert; then
+        log "scenario 8 skipped: this build has no --tls-cert"
+        echo "meta note s8=skipped_no_tls" >>"$RESULTS"
+    else
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+            -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+            -keyout "$TMP/tls-key.pem" -out "$TMP/tls-cert.pem" 2>/dev/null
+        for alg in EdDSA RS256; do
+            HTTPS_PORT=$PORT
+            start_server "tls-$alg" --alg "$alg" --tls-cert "$TMP/tls-cert.pem" --tls-key "$TMP/tls-key.pem"
+            # The plain twin: the same flags but the port (COMMON_ARGS names PORT once).
+            next_db
+            taskset -c "$SERVER_CPU" "$BIN" "${COMMON_ARGS[@]/#$PORT/$CEIL_PORT}" "${DB_ARGS[@]}" \
+                --alg "$alg" >"$OUT/server-plain-$alg.log" 2>&1 &
+            CEIL_PID=$!
+            wait_200 "http://$HOST:$CEIL_PORT$JWKS_PATH" 30
+            if [[ $alg == EdDSA ]]; then
+                measure tls_get_c64 "$JWKS_PATH" get.lua 64
+            fi
+            measure "tls_auth_${alg}_c64" /auth post.lua 64
+            stop_ceiling
+            stop_server
+            HTTPS_PORT=
+        done
+        echo "meta note s8=ceiling_columns_are_the_same_build_over_plain_HTTP" >>"$RESULTS"
     fi
 fi
 

@@ -229,10 +229,14 @@ async fn the_eleventh_request_in_a_second_is_limited_without_hashing_or_logging(
     let (app, store) = app_with_store(&["--auth-rate-limit", "10", "--auth", "users"]).await;
     let password = register(&app, "frank", "frank@example.com").await;
     let body = json!({"username": "frank", "password": password});
-    for i in 0..10 {
+    assert_eq!(login(&app, &body).await.status, StatusCode::OK);
+    // Nine more that the limiter admits and that fail before any hashing: ten Argon2
+    // logins in a row can take over a second on a loaded machine, and then the first
+    // has left the window before the eleventh arrives (a flaky test, not a bug).
+    for i in 1..10 {
         assert_eq!(
-            login(&app, &body).await.status,
-            StatusCode::OK,
+            login(&app, &json!({"username": ""})).await.status,
+            StatusCode::BAD_REQUEST,
             "request {i}"
         );
     }
@@ -247,7 +251,7 @@ async fn the_eleventh_request_in_a_second_is_limited_without_hashing_or_logging(
     assert!((1..=1).contains(&retry));
     assert_eq!(
         store.logins().len(),
-        10,
+        1,
         "a limited request writes no audit row"
     );
     assert_eq!(

@@ -52,7 +52,7 @@ pub(super) fn jwks_respond(state: &AppState, headers: &HeaderMap) -> Response {
 }
 
 /// Weak comparison of an `If-None-Match` list against our (strong) tag.
-fn matches_etag(if_none_match: &[u8], etag: &[u8]) -> bool {
+pub(super) fn matches_etag(if_none_match: &[u8], etag: &[u8]) -> bool {
     if_none_match
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)

@@ -12,6 +12,7 @@ mod helpers;
 mod http_errors;
 mod jwks;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod postgres;
 mod process;

@@ -20,7 +20,7 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 seed="${CONTRACT_SEED:-14}"
-examples="${CONTRACT_EXAMPLES:-50}"
+examples="${CONTRACT_EXAMPLES:-100}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 venv="${CONTRACT_VENV:-$target_dir/contract-venv}"
 configurations=(
@@ -81,7 +81,8 @@ for configuration in "${configurations[@]}"; do
     printf '\n== schemathesis against %s (%s)\n' "$addr" "$configuration"
     started=$(date +%s)
     status=0
-    "$venv/bin/schemathesis" run "http://$addr/openapi.json" \
+    # From the scratch directory: schemathesis keeps a cache in the working directory.
+    (cd "$work" && "$venv/bin/schemathesis" run "http://$addr/openapi.json" \
         --checks all \
         --mode all \
         --phases examples,coverage,fuzzing,stateful \
@@ -89,7 +90,7 @@ for configuration in "${configurations[@]}"; do
         --max-examples "$examples" \
         --workers 1 \
         --generation-database none \
-        --no-color || status=$?
+        --no-color) || status=$?
     echo "schemathesis exited $status in $(( $(date +%s) - started ))s ($configuration)"
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "jwks-server died during the run ($configuration):" >&2

@@ -17,8 +17,9 @@ use super::error::ApiError;
 use super::limit::ClientIp;
 use super::state::AppState;
 
-/// Longest username accepted at `/auth` (bytes).
-const MAX_USERNAME_BYTES: usize = 256;
+/// Longest username accepted at `/auth`, in characters (Unicode scalar values, as JSON
+/// Schema's `maxLength` counts them: the limit `openapi.json` states). At most 1 KiB.
+const MAX_USERNAME_CHARS: usize = 256;
 
 /// The body of a successful `/auth`.
 #[derive(Debug, Serialize)]
@@ -151,10 +152,10 @@ pub(super) fn credentials_from(headers: &HeaderMap, body: &[u8]) -> Result<Crede
         _ => basic_credentials(headers)?.unwrap_or_default(),
     };
     if let Some(name) = &credentials.username
-        && (name.is_empty() || name.len() > MAX_USERNAME_BYTES)
+        && (name.is_empty() || name.chars().count() > MAX_USERNAME_CHARS)
     {
         return Err(ApiError::InvalidRequest(format!(
-            "username must be 1 to {MAX_USERNAME_BYTES} bytes"
+            "username must be 1 to {MAX_USERNAME_CHARS} characters"
         )));
     }
     Ok(credentials)

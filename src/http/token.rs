@@ -26,8 +26,9 @@ use crate::users::{AuthMode, AuthOutcome, Password};
 /// token always has an audience (RFC 9068 §2.2).
 pub const DEFAULT_AUDIENCE: &str = "jwks-server";
 
-/// Longest username accepted (bytes), as at `/auth`.
-const MAX_USERNAME_BYTES: usize = 256;
+/// Longest username accepted, in characters (as `openapi.json`'s `maxLength` counts
+/// them), as at `/auth`.
+const MAX_USERNAME_CHARS: usize = 256;
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -304,9 +305,9 @@ async fn password_subject(
             "the password grant needs username and password (RFC 6749 §4.3.2)".into(),
         ));
     };
-    if username.len() > MAX_USERNAME_BYTES {
+    if username.chars().count() > MAX_USERNAME_CHARS {
         return Err(ApiError::InvalidRequest(format!(
-            "username must be 1 to {MAX_USERNAME_BYTES} bytes"
+            "username must be 1 to {MAX_USERNAME_CHARS} characters"
         )));
     }
     if let (Some(limiter), Some(ip)) = (&state.password_limiter, client_ip)

@@ -90,7 +90,9 @@ impl Username {
     }
 }
 
-/// A plausible email address: `local@domain.tld`, at most 254 characters, no spaces.
+/// A plausible email address: `local@domain.tld`, at most 254 characters (Unicode
+/// scalar values, as JSON Schema's `maxLength` counts them: the limit `openapi.json`
+/// states), no spaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -100,7 +102,7 @@ impl Email {
     /// # Errors
     /// [`UserError::Invalid`] if it does not look like an email address.
     pub fn parse(raw: &str) -> Result<Self, UserError> {
-        let plausible = raw.len() <= 254
+        let plausible = raw.chars().count() <= 254
             && !raw.chars().any(|c| c.is_whitespace() || c.is_control())
             && raw.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()

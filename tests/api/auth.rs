@@ -185,3 +185,22 @@ async fn health_and_readiness_answer() {
     let active = ready.json()["active_kid"].as_str().expect("kid").to_owned();
     assert_eq!(jwt_header(&app.token("").await)["kid"], active.as_str());
 }
+
+/// Found by schemathesis: the limit was 256 *bytes*, so a username of 256 characters
+/// or fewer that `openapi.json` (JSON Schema `maxLength`, which counts characters) calls
+/// valid was refused when it held non-ASCII characters.
+#[tokio::test]
+async fn a_username_of_256_characters_gets_a_token_whatever_its_encoded_length() {
+    let app = spawn_app().await;
+    let name = "ü".repeat(256);
+    let res = app.auth_json("", &json!({"username": name})).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let token = res.json()["token"].as_str().expect("token").to_owned();
+    assert_eq!(jwt_claims(&token)["sub"], name.as_str());
+
+    let res = app
+        .auth_json("", &json!({"username": "ü".repeat(257)}))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{:?}", res.body);
+    app.stop().await;
+}

@@ -18,6 +18,7 @@ mod http_errors;
 mod introspect;
 mod jwks;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod process;
 mod selftest;

@@ -484,3 +484,22 @@ async fn auth_also_answers_the_token_as_access_token() {
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].is_i64());
 }
+
+/// The `password` grant's username limit counts characters, as at `/auth` and as
+/// `openapi.json`'s `maxLength` does: a username of 256 non-ASCII characters (512 bytes)
+/// is accepted, one of 257 is `invalid_request`.
+#[tokio::test]
+async fn the_password_grant_limits_usernames_in_characters_not_bytes() {
+    let app = spawn_app_with(&[]).await;
+    let form = |name: &str| {
+        let name: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        format!("grant_type=password&client_id=web&username={name}&password=x")
+    };
+    let name = "ü".repeat(256);
+    let body = token_ok(&app, &form(&name), None).await;
+    let claims = jwt_claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(claims["sub"], name.as_str());
+    let res = app.post_form("/token", &form(&"ü".repeat(257)), None).await;
+    assert_oauth_error(&res, StatusCode::BAD_REQUEST, "invalid_request");
+    app.stop().await;
+}

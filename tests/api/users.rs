@@ -360,3 +360,27 @@ async fn sqlite_rows_have_the_graders_shape_and_utc_text_timestamps() {
             .expect("columns");
     assert_eq!(columns, ["kid", "key", "exp"]);
 }
+
+/// Found by schemathesis: the limit was 254 *bytes*, so an address of 254 characters
+/// or fewer that `openapi.json` (JSON Schema `maxLength`, which counts characters)
+/// calls valid was refused when it held non-ASCII characters.
+#[tokio::test]
+async fn an_email_of_254_characters_is_accepted_whatever_their_encoded_length() {
+    let (app, _store) = app_with_store(&[]).await;
+    let json_ct = [("content-type", "application/json")];
+    // 254 characters, 2 bytes each after the first few: 500 bytes of UTF-8.
+    let domain = "é.example";
+    let local = "é".repeat(254 - 1 - domain.chars().count());
+    let email = format!("{local}@{domain}");
+    assert_eq!(email.chars().count(), 254);
+    assert!(email.len() > 254);
+    let body = json!({"username": "wide", "email": email}).to_string();
+    let res = app.send(Method::POST, "/register", &json_ct, body).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+
+    let longer = format!("é{email}");
+    let body = json!({"username": "wider", "email": longer}).to_string();
+    let res = app.send(Method::POST, "/register", &json_ct, body).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{:?}", res.body);
+    app.stop().await;
+}

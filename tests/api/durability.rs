@@ -327,10 +327,11 @@ async fn kill_9_during_rotations_never_leaves_a_half_written_key() {
         "200ms",
         "--jwks-max-age",
         "0s",
-        // Long enough that a loaded machine, stalling between the token and the JWKS
-        // fetch, cannot let the token's key expire in between.
+        // Long enough that a loaded machine, stalling the server for seconds between
+        // the token and the JWKS fetch (seen: 8 s on 2 cores at load 7), cannot let the
+        // token's key expire in between.
         "--token-ttl",
-        "5s",
+        "30s",
         "--clock-skew",
         "0s",
         "--issuer",

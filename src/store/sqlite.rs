@@ -30,6 +30,9 @@ use crate::users::{LoginEvent, NewUser, StoredUser, UserStore};
 /// parameters (32,766; 999 before 3.32), so a full batch is two statements.
 const LOGIN_ROWS_PER_STATEMENT: usize = 256;
 
+/// How long a busy lock file is tried again before a second process is refused.
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_keys.sql")),
     (2, include_str!("../../migrations/sqlite/0002_users.sql")),
@@ -158,7 +161,7 @@ impl SqliteStore {
             }
         }
         let lock = match role {
-            Role::Server => Some(Self::lock(path)?),
+            Role::Server => Some(Self::lock(path).await?),
             Role::Operator => None,
         };
         // Inspect an existing file read-only first: nothing is written to a file that
@@ -246,8 +249,12 @@ impl SqliteStore {
         Ok(sample)
     }
 
-    /// Takes the exclusive lock that keeps a second process off this database.
-    fn lock(path: &Path) -> Result<File, StoreError> {
+    /// Takes the exclusive lock that keeps a second process off this database. A lock
+    /// that is busy is tried again for [`LOCK_PATIENCE`]: a process that forks (any
+    /// `Command` spawned by a program that just closed its store, tests included) holds a
+    /// copy of the lock's descriptor until its child execs, and a server that is
+    /// stopping holds it until it has exited.
+    async fn lock(path: &Path) -> Result<File, StoreError> {
         let lock_path = beside(path, ".lock");
         let file = OpenOptions::new()
             .create(true)
@@ -255,13 +262,23 @@ impl SqliteStore {
             .write(true)
             .open(&lock_path)
             .map_err(file_error(&lock_path, "cannot create the lock file"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => Err(refuse(
-                path,
-                "another jwks-server process is using this database (use PostgreSQL to run several replicas)",
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(file_error(&lock_path, "cannot lock")(e)),
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(refuse(
+                        path,
+                        "another jwks-server process is using this database (use PostgreSQL to run several replicas)",
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(file_error(&lock_path, "cannot lock")(e));
+                }
+            }
         }
     }
 

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::Row as _;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{MemoryStore, PostgresStore, SqliteStore};
@@ -359,20 +358,9 @@ impl PostgresClients {
     /// # Errors
     /// [`StoreError::Database`] if it is unreachable or not migrated.
     pub async fn connect(url: &DatabaseUrl, schema: Option<&str>) -> Result<Self, StoreError> {
-        let mut options: PgConnectOptions = url.expose().parse().map_err(db)?;
-        if let Some(schema) = schema {
-            options = options.options([("search_path", schema)]);
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: url.to_string(),
-                source,
-            })?;
-        let store = Self { pool };
+        let store = Self {
+            pool: super::postgres::pool(url, schema, 1).await?,
+        };
         if !postgres_sql::is_migrated(&store.pool)
             .await
             .unwrap_or(false)

@@ -56,6 +56,31 @@ impl Dialect for Postgres {
     const SNAPSHOT: Option<&'static str> = Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
 }
 
+/// A pool of at most `max` connections to `url`, into `schema` when given.
+///
+/// # Errors
+/// [`StoreError::Connect`] if the server is unreachable; [`StoreError::Database`] for a
+/// malformed URL.
+pub(super) async fn pool(
+    url: &DatabaseUrl,
+    schema: Option<&str>,
+    max: u32,
+) -> Result<PgPool, StoreError> {
+    let mut options = PgConnectOptions::from_str(url.expose())?;
+    if let Some(schema) = schema {
+        options = options.options([("search_path", schema)]);
+    }
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: url.to_string(),
+            source,
+        })
+}
+
 /// Keys and users in PostgreSQL.
 pub struct PostgresStore {
     pool: PgPool,
@@ -82,19 +107,7 @@ impl PostgresStore {
         schema: Option<&str>,
         sealer: Sealer,
     ) -> Result<Self, StoreError> {
-        let mut options = PgConnectOptions::from_str(url.expose())?;
-        if let Some(schema) = schema {
-            options = options.options([("search_path", schema)]);
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: url.to_string(),
-                source,
-            })?;
+        let pool = pool(url, schema, 8).await?;
         if let Some(schema) = schema {
             // The name comes from our own tests, never from a request.
             let create = format!(

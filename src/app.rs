@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::persist::StoreError;
 use crate::ratelimit::RateLimiter;
 use crate::secret::Secret;
+use crate::signin::{SignIn, SignInStore};
 use crate::store::Store;
 use crate::tls::{Tls, TlsError};
 use crate::token::{Issuer, UnpublishedKeys};
@@ -96,6 +97,7 @@ pub async fn build_state(
     let key_store: Arc<dyn KeyStore> = store.clone();
     let user_store: Arc<dyn UserStore> = store.clone();
     let client_store: Arc<dyn ClientStore> = store.clone();
+    let signin_store: Arc<dyn SignInStore> = store.clone();
     let rotator = Rotator::bootstrap(settings.keys, key_store, Arc::clone(&clock)).await?;
     let (audit, audit_writer) = AuditLog::spawn(user_store.clone());
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
@@ -140,6 +142,8 @@ pub async fn build_state(
         password_limiter: limits.auth.clone(),
         token_limiter: limiter(settings.oauth.token_rate_limit),
         clock_skew_secs: i64::try_from(settings.keys.clock_skew.as_secs()).unwrap_or(60),
+        signin: SignIn::new(signin_store, settings.oauth.session_ttl),
+        secure_cookies: settings.tls.is_some(),
     });
     let (stop_rotation, _) = watch::channel(false);
     Ok(Services {

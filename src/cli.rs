@@ -87,7 +87,8 @@ pub enum Command {
 /// `jwks-server clients ...`
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
-    /// Register a client and print its generated secret (shown this once).
+    /// Register a client and print its generated secret (shown this once; a public
+    /// client has none).
     Add {
         /// The client id (visible ASCII, no spaces).
         id: String,
@@ -102,13 +103,23 @@ pub enum ClientsCommand {
         /// `--claim tenant='"acme"'` or `--claim roles='["a","b"]'`.
         #[arg(long = "claim", value_name = "NAME=JSON")]
         claims: Vec<String>,
-        /// A redirect URI (repeatable; kept for interactive sign-in).
+        /// A redirect URI of the authorization code flow, matched exactly (repeatable).
         #[arg(long = "redirect-uri", value_name = "URI")]
         redirect_uris: Vec<String>,
-        /// A grant type the client may use: `client_credentials` or `password`
-        /// (repeatable); without any, both.
+        /// Where `/logout` may send the browser afterwards, matched exactly (repeatable).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A grant type the client may use: `client_credentials`, `password` or
+        /// `authorization_code` (repeatable); without any, all of them (a public client:
+        /// `authorization_code`).
         #[arg(long = "grant-type", value_name = "G")]
         grant_types: Vec<String>,
+        /// A public client (a browser or mobile app): no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        /// The name the sign-in page shows (default: the id).
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
     },
     /// List the registered clients (never their secrets).
     List,
@@ -277,6 +288,11 @@ pub struct ServeArgs {
     /// Most `POST /token` requests per client IP in any rolling second; 0 turns it off.
     #[arg(long, env = "JWKS_TOKEN_RATE_LIMIT", default_value_t = 50)]
     pub token_rate_limit: u32,
+    // --- interactive sign-in (issue 12) ---
+    /// How long a sign-in session lasts: within it, `/authorize` skips the sign-in page
+    /// (unless `prompt=login` or `max_age` asks otherwise).
+    #[arg(long, env = "JWKS_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
     /// PEM file with the TLS certificate chain, leaf first; with --tls-key, the server
     /// speaks HTTPS only. Reloaded on SIGHUP and when the file changes.
     #[arg(long, env = "JWKS_TLS_CERT", value_name = "PEM")]

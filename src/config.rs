@@ -178,6 +178,8 @@ pub enum AdminTokenSource {
 pub struct OAuthSettings {
     /// `POST /token` requests per client IP per rolling second; 0 is off.
     pub token_rate_limit: u32,
+    /// How long a sign-in session lasts.
+    pub session_ttl: Duration,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -210,6 +212,9 @@ impl Settings {
         }
         if args.clock_skew > MAX_CLOCK_SKEW {
             return Err(invalid("--clock-skew must be at most 60s"));
+        }
+        if args.session_ttl < Duration::from_secs(1) {
+            return Err(invalid("--session-ttl must be at least 1s"));
         }
         if args.request_timeout.is_zero() {
             return Err(invalid("--request-timeout must be greater than zero"));
@@ -285,6 +290,7 @@ impl Settings {
             },
             oauth: OAuthSettings {
                 token_rate_limit: args.token_rate_limit,
+                session_ttl: args.session_ttl,
             },
         })
     }

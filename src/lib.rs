@@ -16,6 +16,8 @@
 //! - [`clients`]: OAuth 2.0 clients: hashed secrets, the [`clients::ClientStore`]
 //!   interface and the in-memory [`clients::ClientRegistry`] the token endpoint reads.
 //! - [`users`]: registration, Argon2id passwords, authentication modes, the audit log.
+//! - [`signin`]: interactive sign-in's state (pending requests, sessions, codes, PKCE),
+//!   kept in the database so that replicas share it.
 //! - [`ratelimit`]: the per-client sliding-window-log limiter.
 //! - [`selftest`]: `jwks-server selftest [URL]`, a conformance check of a live JWKS server
 //!   over HTTP (its own client and strict JWT verifier; never opens the store).
@@ -33,6 +35,7 @@ pub mod persist;
 pub mod ratelimit;
 pub mod secret;
 pub mod selftest;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

@@ -120,7 +120,10 @@ async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Result<
             audience,
             claims,
             redirect_uris,
+            post_logout_redirect_uris,
             grant_types,
+            public,
+            name,
         } => {
             let spec = ClientSpec {
                 id,
@@ -129,28 +132,44 @@ async fn clients(settings: &Settings, action: ClientsCommand) -> anyhow::Result<
                 audience,
                 claims,
                 redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                name,
             };
             let (client, secret) = Client::create(&spec).context("invalid client")?;
             store
                 .insert_client(&client)
                 .await
                 .with_context(|| format!("cannot add client '{}'", client.id))?;
-            tracing::info!(client_id = %client.id, "client added; its secret is printed once, on stdout");
             println!("client_id={}", client.id);
-            println!("client_secret={}", secret.expose());
+            match secret {
+                Some(secret) => {
+                    tracing::info!(client_id = %client.id, "client added; its secret is printed once, on stdout");
+                    println!("client_secret={}", secret.expose());
+                }
+                None => {
+                    tracing::info!(client_id = %client.id, "public client added (no secret; PKCE required)");
+                }
+            }
         }
         ClientsCommand::List => {
-            println!("client_id\tscopes\tgrant_types\taudience\tclaims\tredirect_uris");
+            println!("client_id\ttype\tscopes\tgrant_types\taudience\tclaims\tredirect_uris\tname");
             for c in store.list_clients().await.context("cannot list clients")? {
                 let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     c.id,
+                    if c.is_public() {
+                        "public"
+                    } else {
+                        "confidential"
+                    },
                     c.scopes.join(" "),
                     grants.join(" "),
                     c.audience.as_deref().unwrap_or("-"),
                     serde_json::Value::Object(c.claims.clone()),
-                    c.redirect_uris.join(" ")
+                    c.redirect_uris.join(" "),
+                    c.name.as_deref().unwrap_or("-")
                 );
             }
         }

@@ -51,6 +51,10 @@ pub struct RequestMetrics {
     /// `[grant][test_case]` for `/token`: `client_credentials`, `password`.
     token_tokens: [[Counter; 2]; 2],
     auth_failures: [Counter; 3],
+    /// `/token` tokens of the authorization code grant.
+    code_tokens: Counter,
+    /// Sign-in form submissions: `[failed, succeeded]`.
+    signins: [Counter; 2],
     rate_limited: Family<Labels, Counter>,
     tokens: Family<Labels, Counter>,
 }
@@ -60,6 +64,7 @@ impl RequestMetrics {
         jwks: &Family<Labels, Counter>,
         tokens: &Family<Labels, Counter>,
         failures: &Family<Labels, Counter>,
+        signins: &Family<Labels, Counter>,
         rate_limited: Family<Labels, Counter>,
     ) -> Self {
         let issued = |endpoint, grant, kind| {
@@ -91,6 +96,11 @@ impl RequestMetrics {
                 failure("unknown_user"),
                 failure("wrong_password"),
             ],
+            code_tokens: oauth("authorization_code", "normal"),
+            signins: [
+                signins.get_or_create_owned(&vec![("outcome", "refused")]),
+                signins.get_or_create_owned(&vec![("outcome", "signed_in")]),
+            ],
             rate_limited,
             tokens: tokens.clone(),
         }
@@ -114,6 +124,16 @@ impl RequestMetrics {
     /// whether it is a negative-test token.
     pub fn oauth_token(&self, password: bool, test_case: bool) {
         self.token_tokens[usize::from(password)][usize::from(test_case)].inc();
+    }
+
+    /// Tokens issued for an authorization code at `/token`.
+    pub fn code_token(&self) {
+        self.code_tokens.inc();
+    }
+
+    /// A sign-in form submitted with wrong credentials (`false`) or signed in (`true`).
+    pub fn signin(&self, signed_in: bool) {
+        self.signins[usize::from(signed_in)].inc();
     }
 
     /// Refused credentials at `/auth`.
@@ -169,6 +189,12 @@ impl Metrics {
         let tokens = Family::<Labels, Counter>::default();
         let failures = Family::<Labels, Counter>::default();
         let rate_limited = Family::<Labels, Counter>::default();
+        let signins = Family::<Labels, Counter>::default();
+        registry.register(
+            "jwks_signins",
+            "Sign-in form submissions, by outcome (signed_in, refused)",
+            signins.clone(),
+        );
         registry.register("jwks_responses", "JWKS responses by status", jwks.clone());
         registry.register(
             "jwks_tokens_issued",
@@ -242,7 +268,7 @@ impl Metrics {
             publish_ahead,
         }));
         registry.register_collector(Box::new(ProcessCollector));
-        let requests = RequestMetrics::new(&jwks, &tokens, &failures, rate_limited);
+        let requests = RequestMetrics::new(&jwks, &tokens, &failures, &signins, rate_limited);
         Self { registry, requests }
     }
 

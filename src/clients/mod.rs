@@ -51,18 +51,24 @@ pub enum ClientError {
     Store(#[from] StoreError),
 }
 
-/// A grant type a client may use at `POST /token` (RFC 6749 §4.3, §4.4).
+/// A grant type a client may use at `POST /token` (RFC 6749 §4.1, §4.3, §4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
     /// `client_credentials` (RFC 6749 §4.4).
     ClientCredentials,
     /// `password` (RFC 6749 §4.3).
     Password,
+    /// `authorization_code` (RFC 6749 §4.1), after interactive sign-in.
+    AuthorizationCode,
 }
 
 impl GrantType {
     /// Every grant type the server implements.
-    pub const ALL: [Self; 2] = [Self::ClientCredentials, Self::Password];
+    pub const ALL: [Self; 3] = [
+        Self::ClientCredentials,
+        Self::Password,
+        Self::AuthorizationCode,
+    ];
 
     /// The `grant_type` value.
     #[must_use]
@@ -70,6 +76,7 @@ impl GrantType {
         match self {
             Self::ClientCredentials => "client_credentials",
             Self::Password => "password",
+            Self::AuthorizationCode => "authorization_code",
         }
     }
 
@@ -204,8 +211,11 @@ impl SecretHash {
 pub struct Client {
     /// Its id.
     pub id: ClientId,
-    /// The hash of its secret.
-    pub secret_hash: SecretHash,
+    /// The hash of its secret; `None` for a public client (RFC 6749 §2.1), which has no
+    /// secret and must use PKCE (RFC 7636).
+    pub secret_hash: Option<SecretHash>,
+    /// A name to show people on the sign-in page (the id when it has none).
+    pub name: Option<String>,
     /// Scopes it may ask for; empty means it may ask for none.
     pub scopes: Vec<String>,
     /// Grant types it may use.
@@ -214,8 +224,38 @@ pub struct Client {
     pub audience: Option<String>,
     /// Claims added to each of its tokens (never a [`RESERVED_CLAIMS`] name).
     pub claims: Map<String, Value>,
-    /// Redirect URIs (for interactive sign-in; stored, not yet used).
+    /// Redirect URIs of the authorization code flow, matched exactly (RFC 6749 §3.1.2).
     pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser afterwards, matched exactly.
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+impl Client {
+    /// Whether it is a public client (no secret).
+    #[must_use]
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// The name shown to people.
+    #[must_use]
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.id.as_str())
+    }
+}
+
+/// Whether `uri` can be a redirect URI: absolute, no fragment, no whitespace or control
+/// characters (RFC 6749 §3.1.2).
+#[must_use]
+pub fn is_redirect_uri(uri: &str) -> bool {
+    let absolute = uri.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    absolute && !uri.contains('#') && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Whether `token` is a valid scope token (RFC 6749 §3.3: `%x21 / %x23-5B / %x5D-7E`).
@@ -261,7 +301,8 @@ pub struct ClientSpec {
     pub id: String,
     /// Allowed scopes.
     pub scopes: Vec<String>,
-    /// Allowed grant types (`client_credentials`, `password`); empty means all.
+    /// Allowed grant types (`client_credentials`, `password`, `authorization_code`);
+    /// empty means all a client of its kind may use.
     pub grant_types: Vec<String>,
     /// Default audience.
     pub audience: Option<String>,
@@ -269,14 +310,21 @@ pub struct ClientSpec {
     pub claims: Vec<String>,
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client: no secret, PKCE required, the authorization code grant only.
+    pub public: bool,
+    /// Display name.
+    pub name: Option<String>,
 }
 
 impl Client {
-    /// Validates `spec` and gives the client a fresh secret, returned with it (once).
+    /// Validates `spec` and gives a confidential client a fresh secret, returned with it
+    /// (once); a public client gets none.
     ///
     /// # Errors
     /// [`ClientError::Invalid`] naming the bad field; [`ClientError::Random`].
-    pub fn create(spec: &ClientSpec) -> Result<(Self, ClientSecret), ClientError> {
+    pub fn create(spec: &ClientSpec) -> Result<(Self, Option<ClientSecret>), ClientError> {
         let id = ClientId::parse(&spec.id)?;
         let mut scopes = Vec::new();
         for scope in spec.scopes.iter().flat_map(|s| s.split(' ')) {
@@ -293,15 +341,35 @@ impl Client {
         for name in &spec.grant_types {
             let grant = GrantType::parse(name).ok_or_else(|| {
                 ClientError::Invalid(format!(
-                    "unknown grant type '{name}' (client_credentials or password)"
+                    "unknown grant type '{name}' (client_credentials, password or authorization_code)"
                 ))
             })?;
+            // RFC 6749 §4.4: the client credentials grant is for confidential clients.
+            if spec.public && grant == GrantType::ClientCredentials {
+                return Err(ClientError::Invalid(
+                    "a public client has no credentials: it cannot use client_credentials (RFC 6749 §4.4)"
+                        .into(),
+                ));
+            }
             if !grant_types.contains(&grant) {
                 grant_types.push(grant);
             }
         }
         if grant_types.is_empty() {
-            grant_types = GrantType::ALL.to_vec();
+            grant_types = if spec.public {
+                vec![GrantType::AuthorizationCode]
+            } else {
+                GrantType::ALL.to_vec()
+            };
+        }
+        if spec
+            .name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 100)
+        {
+            return Err(ClientError::Invalid(
+                "a client name is 1 to 100 characters".into(),
+            ));
         }
         if spec.audience.as_deref().is_some_and(str::is_empty) {
             return Err(ClientError::Invalid(
@@ -326,27 +394,33 @@ impl Client {
             claims.insert(name.to_owned(), value);
         }
         check_claims(&claims)?;
-        for uri in &spec.redirect_uris {
-            // RFC 6749 §3.1.2: an absolute URI without a fragment.
-            let absolute = uri
-                .split_once("://")
-                .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty());
-            if !absolute || uri.contains('#') {
+        for uri in spec
+            .redirect_uris
+            .iter()
+            .chain(&spec.post_logout_redirect_uris)
+        {
+            if !is_redirect_uri(uri) {
                 return Err(ClientError::Invalid(format!(
                     "redirect URI '{uri}' must be absolute and carry no fragment (RFC 6749 §3.1.2)"
                 )));
             }
         }
-        let secret = ClientSecret::generate()?;
+        let secret = if spec.public {
+            None
+        } else {
+            Some(ClientSecret::generate()?)
+        };
         Ok((
             Self {
                 id,
-                secret_hash: secret.hash(),
+                secret_hash: secret.as_ref().map(ClientSecret::hash),
+                name: spec.name.clone(),
                 scopes,
                 grant_types,
                 audience: spec.audience.clone(),
                 claims,
                 redirect_uris: spec.redirect_uris.clone(),
+                post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
             },
             secret,
         ))
@@ -410,6 +484,25 @@ mod tests {
             f(&mut s);
             Client::create(&s).map(|(c, _)| c)
         };
+        let public = spec(&|s| {
+            s.public = true;
+            s.name = Some("Web app".into());
+        })
+        .expect("valid");
+        assert!(public.is_public());
+        assert_eq!(public.grant_types, [GrantType::AuthorizationCode]);
+        assert_eq!(public.display_name(), "Web app");
+        assert!(
+            spec(&|s| {
+                s.public = true;
+                s.grant_types = vec!["client_credentials".into()];
+            })
+            .is_err()
+        );
+        assert!(spec(&|s| s.name = Some(" ".into())).is_err());
+        assert!(spec(&|s| s.post_logout_redirect_uris = vec!["nope".into()]).is_err());
+        assert!(is_redirect_uri("com.example.app:/cb"));
+        assert!(!is_redirect_uri("https://a/b c"));
         let ok = spec(&|s| {
             s.scopes = vec!["read write".into(), "read".into()];
             s.claims = vec![r#"tenant="acme""#.into(), "level=3".into()];

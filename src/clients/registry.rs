@@ -140,6 +140,22 @@ impl ClientRegistry {
         }
     }
 
+    /// Identifies a client by id alone, as the authorization endpoint does (it sees no
+    /// secret, RFC 6749 §4.1.1): a registered client, or in open mode an unregistered id.
+    #[must_use]
+    pub fn identify(&self, id: &str) -> ClientAuth {
+        match self.current.load().clients.get(id) {
+            Some(client) => ClientAuth::Registered(Arc::clone(client)),
+            None => match (self.mode, ClientId::parse(id)) {
+                (AuthMode::Open, Ok(id)) => ClientAuth::Open(id),
+                (AuthMode::Open, Err(_)) => {
+                    ClientAuth::Refused("a client id is 1 to 255 visible ASCII characters")
+                }
+                (AuthMode::Users, _) => ClientAuth::Refused("unknown client"),
+            },
+        }
+    }
+
     /// Authenticates a client by id and optional secret (RFC 6749 §2.3.1). In open mode
     /// an unregistered id is accepted with any or no secret; a registered one always
     /// needs its own.
@@ -147,13 +163,17 @@ impl ClientRegistry {
     pub fn authenticate(&self, id: &str, secret: Option<&str>) -> ClientAuth {
         let snapshot = self.current.load();
         match snapshot.clients.get(id) {
-            Some(client) => {
-                if secret.is_some_and(|s| client.secret_hash.matches(s)) {
+            Some(client) => match (&client.secret_hash, secret) {
+                (Some(hash), Some(s)) if hash.matches(s) => {
                     ClientAuth::Registered(Arc::clone(client))
-                } else {
-                    ClientAuth::Refused("wrong or missing client secret")
                 }
-            }
+                // RFC 6749 §2.1: a public client has no secret; it only identifies itself.
+                (None, None) => ClientAuth::Registered(Arc::clone(client)),
+                (None, Some(_)) => {
+                    ClientAuth::Refused("a public client has no secret; send only client_id")
+                }
+                (Some(_), _) => ClientAuth::Refused("wrong or missing client secret"),
+            },
             None => match (self.mode, ClientId::parse(id)) {
                 (AuthMode::Open, Ok(id)) => ClientAuth::Open(id),
                 (AuthMode::Open, Err(_)) => {
@@ -182,6 +202,7 @@ mod tests {
         let registry = ClientRegistry::load(store.clone(), mode)
             .await
             .expect("load");
+        let secret = secret.expect("a confidential client has a secret");
         (registry, store, secret.expose().to_owned())
     }
 
@@ -210,6 +231,28 @@ mod tests {
         ));
         assert!(matches!(
             registry.authenticate("a b", None),
+            ClientAuth::Refused(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_public_client_identifies_itself_without_a_secret() {
+        let (registry, store, _) = registry(AuthMode::Users).await;
+        let (public, secret) = Client::create(&ClientSpec {
+            id: "spa".into(),
+            public: true,
+            ..ClientSpec::default()
+        })
+        .expect("valid");
+        assert!(secret.is_none());
+        store.insert_client(&public).await.expect("insert");
+        registry.refresh().await.expect("refresh");
+        assert!(matches!(
+            registry.authenticate("spa", None),
+            ClientAuth::Registered(c) if c.is_public()
+        ));
+        assert!(matches!(
+            registry.authenticate("spa", Some("guess")),
             ClientAuth::Refused(_)
         ));
     }

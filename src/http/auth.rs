@@ -67,7 +67,7 @@ pub(super) async fn token_issue(
         .authenticate(credentials.username.as_deref(), password, client)
         .await?
     {
-        AuthOutcome::Granted { subject } => subject,
+        AuthOutcome::Granted { subject, .. } => subject,
         AuthOutcome::Denied(reason) => {
             state.requests.auth_failure(match reason {
                 DenyReason::MissingCredentials => AuthFailure::MissingCredentials,

@@ -48,21 +48,34 @@ pub struct Discovery {
     cache: ArcSwapOption<Cached>,
 }
 
-/// RFC 8414 §2 metadata (and the OIDC Discovery §3 fields that apply).
+/// RFC 8414 §2 metadata and the OpenID Connect Discovery 1.0 §3 fields that apply.
 #[derive(Serialize)]
 struct Metadata<'a> {
     issuer: &'a str,
-    jwks_uri: String,
+    authorization_endpoint: String,
     token_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
     introspection_endpoint: String,
+    end_session_endpoint: String,
     grant_types_supported: Vec<&'static str>,
-    token_endpoint_auth_methods_supported: [&'static str; 2],
+    response_types_supported: [&'static str; 1],
+    response_modes_supported: [&'static str; 1],
+    /// RFC 7636 §4.3: S256 only.
+    code_challenge_methods_supported: [&'static str; 1],
+    /// `none`: public clients, which authenticate with PKCE (RFC 8414 §2).
+    token_endpoint_auth_methods_supported: [&'static str; 3],
     introspection_endpoint_auth_methods_supported: [&'static str; 2],
-    scopes_supported: &'a [String],
-    /// Empty until interactive sign-in exists: no grant uses an authorization endpoint.
-    response_types_supported: [&'static str; 0],
+    scopes_supported: Vec<&'a str>,
+    claims_supported: [&'static str; 12],
     subject_types_supported: [&'static str; 1],
     id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// RFC 9207: every authorization response carries `iss`.
+    authorization_response_iss_parameter_supported: bool,
+    /// OpenID Connect Discovery §3 defaults this to true: say that it is not.
+    request_uri_parameter_supported: bool,
+    request_parameter_supported: bool,
+    claims_parameter_supported: bool,
 }
 
 impl Discovery {
@@ -102,18 +115,49 @@ impl Discovery {
         algs.sort_unstable();
         algs.dedup();
         let methods = ["client_secret_basic", "client_secret_post"];
+        let mut scopes: Vec<&str> = super::authorize::OIDC_SCOPES.to_vec();
+        scopes.extend(
+            snapshot
+                .scopes
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !super::authorize::OIDC_SCOPES.contains(s)),
+        );
         let document = Metadata {
             issuer: &self.issuer,
-            jwks_uri: format!("{}/.well-known/jwks.json", self.base),
+            authorization_endpoint: format!("{}/authorize", self.base),
             token_endpoint: format!("{}/token", self.base),
+            userinfo_endpoint: format!("{}/userinfo", self.base),
+            jwks_uri: format!("{}/.well-known/jwks.json", self.base),
             introspection_endpoint: format!("{}/introspect", self.base),
+            end_session_endpoint: format!("{}/logout", self.base),
             grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str()).collect(),
-            token_endpoint_auth_methods_supported: methods,
+            response_types_supported: ["code"],
+            response_modes_supported: ["query"],
+            code_challenge_methods_supported: ["S256"],
+            token_endpoint_auth_methods_supported: [methods[0], methods[1], "none"],
             introspection_endpoint_auth_methods_supported: methods,
-            scopes_supported: &snapshot.scopes,
-            response_types_supported: [],
+            scopes_supported: scopes,
+            claims_supported: [
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
+                "preferred_username",
+                "email",
+                "email_verified",
+                "client_id",
+            ],
             subject_types_supported: ["public"],
             id_token_signing_alg_values_supported: algs,
+            authorization_response_iss_parameter_supported: true,
+            request_uri_parameter_supported: false,
+            request_parameter_supported: false,
+            claims_parameter_supported: false,
         };
         let body = serde_json::to_vec(&document).expect("metadata of strings serializes");
         let hash = digest(&SHA256, &body);
@@ -172,17 +216,22 @@ pub(super) async fn discovery_get(State(state): State<AppState>, request: Reques
 /// Answers a CORS preflight for a public document (Fetch standard, CORS protocol):
 /// any origin, the read methods, any request header, cached for a day.
 pub(super) async fn cors_preflight() -> Response {
+    preflight("GET, HEAD, OPTIONS", "*")
+}
+
+/// A CORS preflight answer for any origin: these methods and request headers.
+pub(super) fn preflight(methods: &'static str, headers: &'static str) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     let h = response.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW_ANY_ORIGIN);
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        HeaderValue::from_static(methods),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
+        HeaderValue::from_static(headers),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,

@@ -8,6 +8,7 @@
 
 mod admin;
 mod auth;
+mod authorize;
 mod body;
 mod discovery;
 mod error;
@@ -17,11 +18,14 @@ mod health;
 mod introspect;
 mod jwks;
 mod limit;
+mod logout;
 mod oauth;
 mod openapi;
+mod pages;
 mod serve;
 mod state;
 mod token;
+mod userinfo;
 mod users;
 
 use std::sync::Arc;
@@ -131,7 +135,23 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/token",
+        allow: "POST, OPTIONS",
+    },
+    Route {
+        path: "/authorize",
+        allow: "GET, HEAD, POST",
+    },
+    Route {
+        path: "/signin",
         allow: "POST",
+    },
+    Route {
+        path: "/userinfo",
+        allow: "GET, HEAD, POST, OPTIONS",
+    },
+    Route {
+        path: "/logout",
+        allow: "GET, HEAD, POST",
     },
     Route {
         path: "/token/test-cases",
@@ -168,7 +188,7 @@ pub const ROUTES: &[Route] = &[
 /// §3 inserts the well-known segment before the issuer's path; OIDC Discovery §4 appends
 /// it. The advertised endpoints are under the issuer, so they are served there too.
 /// `openapi.json` describes these in its `info.description`, as they exist only then.
-pub fn issuer_mirrors(p: &str) -> [(String, &'static str); 8] {
+pub fn issuer_mirrors(p: &str) -> [(String, &'static str); 12] {
     [
         (
             format!("{p}/.well-known/openid-configuration"),
@@ -191,6 +211,10 @@ pub fn issuer_mirrors(p: &str) -> [(String, &'static str); 8] {
         (format!("{p}/token"), "/token"),
         (format!("{p}/token/test-cases"), "/token/test-cases"),
         (format!("{p}/introspect"), "/introspect"),
+        (format!("{p}/authorize"), "/authorize"),
+        (format!("{p}/signin"), "/signin"),
+        (format!("{p}/userinfo"), "/userinfo"),
+        (format!("{p}/logout"), "/logout"),
     ]
 }
 
@@ -208,7 +232,13 @@ fn endpoint(path: &str, state: &AppState, limits: &Limits) -> MethodRouter<AppSt
         // `/token` checks its rate limit and sets its no-store headers itself: a
         // middleware layer costs a boxed future per request on the hot path
         // (BENCHMARKS.md, scenario 7).
-        "/token" => post(token::token_grant),
+        "/token" => post(token::token_grant).options(token::token_preflight),
+        "/authorize" => get(authorize::authorize).post(authorize::authorize),
+        "/signin" => post(authorize::signin),
+        "/userinfo" => get(userinfo::userinfo)
+            .post(userinfo::userinfo)
+            .options(userinfo::userinfo_preflight),
+        "/logout" => get(logout::logout).post(logout::logout),
         "/token/test-cases" => get(token::token_test_cases),
         "/introspect" => post(introspect::token_introspect),
         "/auth" => limited(post(auth::token_issue), limits.auth.clone(), state, "/auth"),

@@ -32,6 +32,9 @@ pub(super) struct Params<'a> {
     pub(super) claims: Option<Cow<'a, str>>,
     pub(super) test_case: Option<Cow<'a, str>>,
     pub(super) token: Option<Cow<'a, str>>,
+    pub(super) code: Option<Cow<'a, str>>,
+    pub(super) redirect_uri: Option<Cow<'a, str>>,
+    pub(super) code_verifier: Option<Cow<'a, str>>,
 }
 
 impl<'a> Params<'a> {
@@ -73,6 +76,9 @@ impl<'a> Params<'a> {
                 "claims" => (8, &mut params.claims),
                 "test_case" => (9, &mut params.test_case),
                 "token" => (10, &mut params.token),
+                "code" => (11, &mut params.code),
+                "redirect_uri" => (12, &mut params.redirect_uri),
+                "code_verifier" => (13, &mut params.code_verifier),
                 _ => continue,
             };
             // RFC 6749 §3.2: "parameters MUST NOT be included more than once".

@@ -12,6 +12,7 @@ use crate::clients::ClientRegistry;
 use crate::keys::{Clock, KeySetHandle, Rotator};
 use crate::metrics::RequestMetrics;
 use crate::ratelimit::RateLimiter;
+use crate::signin::SignIn;
 use crate::token::{Issuer, TestCase, UnpublishedKeys};
 use crate::users::Users;
 
@@ -72,4 +73,8 @@ pub struct Shared {
     pub token_limiter: Option<Arc<RateLimiter>>,
     /// `--clock-skew` in seconds, allowed on `exp`/`nbf` at `/introspect`.
     pub clock_skew_secs: i64,
+    /// Interactive sign-in's shared state (pending requests, sessions, codes).
+    pub signin: SignIn,
+    /// Whether cookies are `Secure` (the server speaks HTTPS).
+    pub secure_cookies: bool,
 }

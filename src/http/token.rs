@@ -13,13 +13,15 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::body::read_body;
+use super::discovery::ALLOW_ANY_ORIGIN;
 use super::error::ApiError;
 use super::limit::{ClientIp, retry_after_secs};
-use super::oauth::{Params, authenticate_client, no_store};
+use super::oauth::{Caller, Params, authenticate_client, no_store};
 use super::state::AppState;
 use crate::clients::{GrantType, check_claims, is_scope_token};
 use crate::ratelimit::Decision;
-use crate::token::{AccessGrant, TestCase, WRONG_AUDIENCE};
+use crate::signin::{has_scope, pkce_matches};
+use crate::token::{AccessGrant, IdGrant, TestCase, WRONG_AUDIENCE};
 use crate::users::{AuthMode, AuthOutcome, Password};
 
 /// `aud` when neither the request, the client nor `--audience` names one: an access
@@ -45,6 +47,9 @@ pub struct AccessTokenResponse {
     /// Which negative-test token this is, for `test_case` requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_case: Option<&'static str>,
+    /// The OpenID Connect ID token, for an authorization code granted `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// `POST /token`: a token, or an RFC 6749 §5.2 error; no-store either way.
@@ -53,7 +58,17 @@ pub(super) async fn token_grant(
     ClientIp(client_ip): ClientIp,
     request: Request,
 ) -> Response {
-    no_store(grant(&state, client_ip, request).await)
+    let mut response = no_store(grant(&state, client_ip, request).await);
+    // Browser apps redeem their codes here (CORS; no credentials, so any origin).
+    response
+        .headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW_ANY_ORIGIN);
+    response
+}
+
+/// A CORS preflight of `/token`.
+pub(super) async fn token_preflight() -> Response {
+    super::discovery::preflight("POST, OPTIONS", "authorization, content-type")
 }
 
 /// # Errors
@@ -82,7 +97,7 @@ async fn grant(
         .ok_or_else(|| ApiError::InvalidRequest("grant_type is required".into()))?;
     let grant = GrantType::parse(grant_name).ok_or_else(|| {
         ApiError::UnsupportedGrantType(format!(
-            "grant type '{grant_name}' is not supported; use client_credentials or password"
+            "grant type '{grant_name}' is not supported; use client_credentials, password or authorization_code"
         ))
     })?;
     let client = authenticate_client(state, &parts.headers, &params)?;
@@ -95,6 +110,9 @@ async fn grant(
             "client '{client_id}' may not use the {} grant",
             grant.as_str()
         )));
+    }
+    if grant == GrantType::AuthorizationCode {
+        return code_grant(state, &params, &client).await;
     }
     let open = state.clients.mode() == AuthMode::Open;
     let test_case = match params.test_case.as_deref() {
@@ -126,6 +144,7 @@ async fn grant(
         GrantType::ClientCredentials => client_id.to_owned(),
         // RFC 6749 §4.3.2: the resource owner's credentials, checked like `/auth`.
         GrantType::Password => password_subject(state, &params, client_ip).await?,
+        GrantType::AuthorizationCode => return code_grant(state, &params, &client).await,
     };
 
     let now = state.clock.now();
@@ -169,16 +188,163 @@ async fn grant(
         expires_in: issued.expires_in,
         scope,
         test_case: test_case.map(TestCase::name),
+        id_token: None,
     };
-    // Sized once for the token: `Json` would start at 128 bytes and grow several times.
-    let mut body = Vec::with_capacity(answer.access_token.len() + 160);
-    serde_json::to_writer(&mut body, &answer).map_err(|e| ApiError::Internal(e.to_string()))?;
+    json_response(&answer)
+}
+
+fn json_response(answer: &AccessTokenResponse) -> Result<Response, ApiError> {
+    // Sized once for the tokens: `Json` would start at 128 bytes and grow several times.
+    let capacity = answer.access_token.len() + answer.id_token.as_ref().map_or(0, String::len);
+    let mut body = Vec::with_capacity(capacity + 160);
+    serde_json::to_writer(&mut body, answer).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = Response::new(axum::body::Body::from(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.5, OpenID Connect Core
+/// §3.1.3): the code is redeemed once (at any replica), and only by the client it was
+/// issued to, with the same redirect URI and the PKCE verifier of its challenge.
+async fn code_grant(
+    state: &AppState,
+    params: &Params<'_>,
+    client: &Caller,
+) -> Result<Response, ApiError> {
+    if params.test_case.is_some() || params.claims.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "test_case and claims do not apply to the authorization code grant (extra claims are typed on the sign-in page)"
+                .into(),
+        ));
+    }
+    let code = params
+        .code
+        .as_deref()
+        .ok_or_else(|| ApiError::InvalidRequest("code is required (RFC 6749 §4.1.3)".into()))?;
+    let now = state.clock.now();
+    let invalid = || {
+        ApiError::InvalidGrant(
+            "the authorization code is invalid, expired, already used, or was issued to another client".into(),
+        )
+    };
+    // Taken before it is checked: a code presented with the wrong client, redirect URI
+    // or verifier is spent, so it cannot be tried again (RFC 6749 §10.5).
+    let grant = state
+        .signin
+        .redeem(code, now)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = &e as &dyn std::error::Error, "cannot redeem a code");
+            ApiError::Unavailable("the sign-in database is unreachable; try again shortly")
+        })?
+        .ok_or_else(invalid)?;
+    let request = &grant.request;
+    if request.client_id != client.id() {
+        return Err(invalid());
+    }
+    // RFC 6749 §4.1.3: required and equal when the authorization request had it.
+    match params.redirect_uri.as_deref() {
+        Some(uri) if uri == request.redirect_uri => {}
+        None if !request.redirect_uri_given => {}
+        _ => {
+            return Err(ApiError::InvalidGrant(
+                "redirect_uri must be the one of the authorization request".into(),
+            ));
+        }
+    }
+    // RFC 7636 §4.6.
+    match (&request.code_challenge, params.code_verifier.as_deref()) {
+        (None, None) => {}
+        (Some(challenge), Some(verifier)) if pkce_matches(challenge, verifier) => {}
+        (Some(_), None) => {
+            return Err(ApiError::InvalidGrant(
+                "code_verifier is required: the authorization request sent a code_challenge".into(),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidGrant(
+                "code_verifier does not match the code_challenge (RFC 7636 §4.6)".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::InvalidGrant(
+                "code_verifier given, but the authorization request sent no code_challenge".into(),
+            ));
+        }
+    }
+    let identity = &grant.identity;
+    let scope = request.scope.as_deref();
+    // The user's claims the scopes allow (OpenID Connect Core §5.4), then the extra ones.
+    let mut user = Map::new();
+    if has_scope(scope, "profile") {
+        user.insert(
+            "preferred_username".into(),
+            Value::from(identity.sub.as_str()),
+        );
+    }
+    if has_scope(scope, "email")
+        && let Some(email) = &identity.email
+    {
+        user.insert("email".into(), Value::from(email.as_str()));
+        // Nothing here proves that the person owns the address.
+        user.insert("email_verified".into(), Value::Bool(false));
+    }
+    user.extend(identity.claims.clone());
+    let registered = client.registered();
+    let mut extra = registered.map(|c| c.claims.clone()).unwrap_or_default();
+    extra.extend(user.clone());
+    extra.insert("auth_time".into(), Value::from(identity.auth_time));
+    let audience = audience(
+        state,
+        params,
+        registered.and_then(|c| c.audience.as_deref()),
+    )?;
+    let set = state.keys.load();
+    let key = set
+        .at(now)
+        .active
+        .as_ref()
+        .ok_or(ApiError::Unavailable("no active signing key"))?;
+    let access = state.issuer.issue_access(
+        key,
+        &AccessGrant {
+            sub: &identity.sub,
+            client_id: client.id(),
+            aud: audience,
+            scope,
+            extra: Some(&extra),
+        },
+        now,
+    )?;
+    let id_token = if request.wants_openid() {
+        let id = state.issuer.issue_id_token(
+            key,
+            &IdGrant {
+                sub: &identity.sub,
+                client_id: client.id(),
+                auth_time: identity.auth_time,
+                nonce: request.nonce.as_deref(),
+                access_token: &access.token,
+                claims: &user,
+            },
+            now,
+        )?;
+        Some(id.token)
+    } else {
+        None
+    };
+    state.requests.code_token();
+    json_response(&AccessTokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        scope: request.scope.clone(),
+        test_case: None,
+        id_token,
+    })
 }
 
 /// RFC 6749 §3.3: the granted scope. A registered client may ask only for its allowed
@@ -326,7 +492,7 @@ async fn password_subject(
         )
         .await?
     {
-        AuthOutcome::Granted { subject } => Ok(subject),
+        AuthOutcome::Granted { subject, .. } => Ok(subject),
         // RFC 6749 §5.2 invalid_grant: the resource owner credentials are invalid.
         AuthOutcome::Denied(_) => Err(ApiError::InvalidGrant(
             "invalid username or password".into(),

@@ -20,14 +20,15 @@ use crate::config::DatabaseSettings;
 use crate::config::DatabaseUrl;
 use crate::persist::{BoxFuture, StoreError};
 
-const LIST: &str = "SELECT client_id, secret_hash, scopes, grant_types, audience, claims, redirect_uris \
-                    FROM clients ORDER BY client_id";
+const LIST: &str = "SELECT client_id, secret_hash, scopes, grant_types, audience, claims, redirect_uris, \
+                    client_name, post_logout_redirect_uris FROM clients ORDER BY client_id";
 const INSERT: &str = "INSERT INTO clients (client_id, secret_hash, scopes, grant_types, audience, claims, \
-                      redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+                      redirect_uris, created_at, client_name, post_logout_redirect_uris) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 const DELETE: &str = "DELETE FROM clients WHERE client_id = $1";
 const BUMP: &str = "UPDATE clients_version SET version = version + 1 WHERE id = 1";
 const VERSION: &str = "SELECT version FROM clients_version WHERE id = 1";
-/// Whether migration 4 (the clients tables) was applied.
+/// Whether the migration that last changed the clients tables (6) was applied.
 const MIGRATED: &str = "SELECT COUNT(*) AS n FROM schema_migrations WHERE version = $1";
 
 fn db(error: sqlx::Error) -> StoreError {
@@ -37,19 +38,21 @@ fn db(error: sqlx::Error) -> StoreError {
 /// The stored columns of one client.
 struct ClientRow {
     client_id: String,
-    secret_hash: String,
+    secret_hash: Option<String>,
     scopes: String,
     grant_types: String,
     audience: Option<String>,
     claims: String,
     redirect_uris: String,
+    client_name: Option<String>,
+    post_logout_redirect_uris: String,
 }
 
 impl ClientRow {
     fn from_client(client: &Client) -> Result<Self, StoreError> {
         Ok(Self {
             client_id: client.id.as_str().to_owned(),
-            secret_hash: client.secret_hash.to_hex(),
+            secret_hash: client.secret_hash.as_ref().map(SecretHash::to_hex),
             scopes: client.scopes.join(" "),
             grant_types: client
                 .grant_types
@@ -60,6 +63,8 @@ impl ClientRow {
             audience: client.audience.clone(),
             claims: to_json(&client.claims)?,
             redirect_uris: to_json(&client.redirect_uris)?,
+            client_name: client.name.clone(),
+            post_logout_redirect_uris: to_json(&client.post_logout_redirect_uris)?,
         })
     }
 
@@ -76,8 +81,13 @@ impl ClientRow {
             .collect::<Result<_, _>>()?;
         Ok(Client {
             id: ClientId::parse(&self.client_id).map_err(|e| corrupt(e.to_string()))?,
-            secret_hash: SecretHash::from_hex(&self.secret_hash)
+            secret_hash: self
+                .secret_hash
+                .as_deref()
+                .map(SecretHash::from_hex)
+                .transpose()
                 .map_err(|e| corrupt(e.to_string()))?,
+            name: self.client_name.clone(),
             scopes: self
                 .scopes
                 .split(' ')
@@ -88,6 +98,8 @@ impl ClientRow {
             audience: self.audience.clone(),
             claims: serde_json::from_str(&self.claims).map_err(|e| corrupt(e.to_string()))?,
             redirect_uris: serde_json::from_str(&self.redirect_uris)
+                .map_err(|e| corrupt(e.to_string()))?,
+            post_logout_redirect_uris: serde_json::from_str(&self.post_logout_redirect_uris)
                 .map_err(|e| corrupt(e.to_string()))?,
         })
     }
@@ -119,6 +131,10 @@ macro_rules! client_sql {
                             audience: r.try_get("audience").map_err(db)?,
                             claims: r.try_get("claims").map_err(db)?,
                             redirect_uris: r.try_get("redirect_uris").map_err(db)?,
+                            client_name: r.try_get("client_name").map_err(db)?,
+                            post_logout_redirect_uris: r
+                                .try_get("post_logout_redirect_uris")
+                                .map_err(db)?,
                         }
                         .into_client()
                     })
@@ -137,6 +153,8 @@ macro_rules! client_sql {
                     .bind(&row.claims)
                     .bind(&row.redirect_uris)
                     .bind(now_millis())
+                    .bind(&row.client_name)
+                    .bind(&row.post_logout_redirect_uris)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| match &e {
@@ -175,7 +193,7 @@ macro_rules! client_sql {
 
             pub(super) async fn is_migrated(pool: &$pool) -> Result<bool, StoreError> {
                 let n: i64 = sqlx::query(MIGRATED)
-                    .bind(4_i64)
+                    .bind(6_i64)
                     .fetch_one(pool)
                     .await
                     .and_then(|r| r.try_get("n"))
@@ -420,6 +438,9 @@ mod tests {
             audience: Some("api".into()),
             claims: vec![r#"x={"y":[1]}"#.into()],
             redirect_uris: vec!["https://app/cb".into()],
+            post_logout_redirect_uris: vec!["https://app/bye".into()],
+            name: Some("App".into()),
+            public: false,
         })
         .expect("valid");
         let again = ClientRow::from_client(&client)
@@ -427,5 +448,16 @@ mod tests {
             .into_client()
             .expect("client");
         assert_eq!(again, client);
+        let (public, _) = Client::create(&ClientSpec {
+            id: "spa".into(),
+            public: true,
+            ..ClientSpec::default()
+        })
+        .expect("valid");
+        let again = ClientRow::from_client(&public)
+            .expect("row")
+            .into_client()
+            .expect("client");
+        assert_eq!(again, public);
     }
 }

@@ -15,6 +15,8 @@ pub struct MemoryStore {
     users: Mutex<Users>,
     /// Registered clients (`store/clients.rs`).
     pub(super) clients: Mutex<super::clients::MemoryClients>,
+    /// Sign-in state (`store/signin.rs`).
+    pub(super) signin: Mutex<super::signin::MemoryState>,
 }
 
 #[derive(Debug, Default)]
@@ -181,6 +183,7 @@ impl UserStore for MemoryStore {
                 .map(|(u, id)| StoredUser {
                     id: *id,
                     password_hash: u.password_hash.clone(),
+                    email: Some(u.email.clone()),
                 })
         });
         Box::pin(async move { result })

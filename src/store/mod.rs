@@ -7,6 +7,7 @@
 //!   key file beside the database.
 //! - `postgres.rs`: PostgreSQL for replicas: the advisory rotation lease, `UNNEST` batches.
 //! - `sql.rs`: every statement the two SQL backends share, written once.
+//! - `signin.rs`: sign-in state (pending requests, sessions, codes) for every backend.
 //! - `sealed.rs`: stored row <-> [`crate::keys::KeyRecord`] (sealing with the master key).
 //! - `open.rs`: settings -> an open store.
 
@@ -15,6 +16,7 @@ mod memory;
 mod open;
 mod postgres;
 mod sealed;
+mod signin;
 mod sql;
 mod sqlite;
 
@@ -25,9 +27,10 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::keys::KeyStore;
+use crate::signin::SignInStore;
 use crate::users::UserStore;
 
-/// A backend that stores keys, users and clients (one database).
-pub trait Store: KeyStore + UserStore + crate::clients::ClientStore {}
+/// A backend that stores keys, users, clients and sign-in state (one database).
+pub trait Store: KeyStore + UserStore + crate::clients::ClientStore + SignInStore {}
 
-impl<T: KeyStore + UserStore + crate::clients::ClientStore> Store for T {}
+impl<T: KeyStore + UserStore + crate::clients::ClientStore + SignInStore> Store for T {}

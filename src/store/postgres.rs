@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/postgres/0005_revocation.sql"),
     ),
+    (6, include_str!("../../migrations/postgres/0006_signin.sql")),
 ];
 
 impl Dialect for Postgres {

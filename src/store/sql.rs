@@ -10,10 +10,12 @@ use std::sync::Arc;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::sealed::{self, StoredKey};
+use crate::keys::UnixMillis;
 use crate::keys::{
     KeyChange, KeyInfo, KeyRecord, KeyVersion, Revocation, Schedule, Sealer, Versioned,
 };
 use crate::persist::StoreError;
+use crate::signin::{HandleHash, StateKind};
 use crate::users::{NewUser, StoredUser};
 
 /// What a backend's SQL spells differently.
@@ -340,17 +342,107 @@ where
         pool: &Pool<DB>,
         username: &str,
     ) -> Result<Option<StoredUser>, StoreError> {
-        let row = sqlx::query::<DB>("SELECT id, password_hash FROM users WHERE username = $1")
-            .bind(username.to_owned())
-            .fetch_optional(pool)
-            .await?;
+        let row =
+            sqlx::query::<DB>("SELECT id, password_hash, email FROM users WHERE username = $1")
+                .bind(username.to_owned())
+                .fetch_optional(pool)
+                .await?;
         row.map(|r| {
             Ok(StoredUser {
                 id: r.try_get(0usize)?,
                 password_hash: r.try_get(1usize)?,
+                email: r.try_get(2usize)?,
             })
         })
         .transpose()
+    }
+}
+
+impl<DB> Sql<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    i64: for<'e> Encode<'e, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'e> Encode<'e, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+{
+    /// Stores a sign-in row, after removing the rows expired by `now` (the table only
+    /// ever holds what is live, without a sweeper task).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub(super) async fn put_state(
+        pool: &Pool<DB>,
+        kind: StateKind,
+        handle: &HandleHash,
+        data: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<DB>("DELETE FROM signin_state WHERE expires_at <= $1")
+            .bind(now)
+            .execute(pool)
+            .await?;
+        sqlx::query::<DB>(
+            "INSERT INTO signin_state (handle_hash, kind, data, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(handle.as_str().to_owned())
+        .bind(kind.as_str().to_owned())
+        .bind(data.to_owned())
+        .bind(expires_at)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The data of a live sign-in row.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub(super) async fn get_state(
+        pool: &Pool<DB>,
+        kind: StateKind,
+        handle: &HandleHash,
+        now: UnixMillis,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query::<DB>(
+            "SELECT data FROM signin_state WHERE handle_hash = $1 AND kind = $2 AND expires_at > $3",
+        )
+        .bind(handle.as_str().to_owned())
+        .bind(kind.as_str().to_owned())
+        .bind(now)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0usize)).transpose()?)
+    }
+
+    /// Deletes a sign-in row and returns its data if it was live. One `DELETE ...
+    /// RETURNING`: of two concurrent takes, only one sees the row (both databases lock
+    /// it for the delete).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub(super) async fn take_state(
+        pool: &Pool<DB>,
+        kind: StateKind,
+        handle: &HandleHash,
+        now: UnixMillis,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query::<DB>(
+            "DELETE FROM signin_state WHERE handle_hash = $1 AND kind = $2 RETURNING data, expires_at",
+        )
+        .bind(handle.as_str().to_owned())
+        .bind(kind.as_str().to_owned())
+        .fetch_optional(pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let expires_at: i64 = row.try_get(1usize)?;
+        Ok((expires_at > now)
+            .then(|| row.try_get(0usize))
+            .transpose()?)
     }
 }
 

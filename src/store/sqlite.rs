@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_revocation.sql"),
     ),
+    (6, include_str!("../../migrations/sqlite/0006_signin.sql")),
 ];
 
 impl Dialect for Sqlite {

@@ -300,8 +300,8 @@ impl Issuer {
 
 /// The claims as JSON; extra claims are merged in (replacing `aud` if they name it)
 /// only when there are any, so the common token costs one typed serialization.
-fn serialize(
-    claims: &AccessClaims<'_>,
+pub(super) fn serialize<T: Serialize>(
+    claims: &T,
     extra: Option<&Map<String, Value>>,
 ) -> Result<Vec<u8>, KeyError> {
     match extra {
@@ -328,7 +328,7 @@ fn signing_input(header: &str, payload: &[u8]) -> String {
     token
 }
 
-fn sign_with(key: &KeyRecord, header: &str, payload: &[u8]) -> Result<String, KeyError> {
+pub(super) fn sign_with(key: &KeyRecord, header: &str, payload: &[u8]) -> Result<String, KeyError> {
     let mut token = signing_input(header, payload);
     let signature = key.key.sign(token.as_bytes())?;
     token.push('.');

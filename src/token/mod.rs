@@ -3,17 +3,20 @@
 //!
 //! - this file: the `/auth` JWT (`typ: JWT`);
 //! - `access.rs`: RFC 9068 access tokens and the negative-test tokens ([`TestCase`]);
+//! - `id.rs`: OpenID Connect ID tokens;
 //! - `verify.rs`: verification of our own tokens against the in-memory key set, for
 //!   introspection.
 
 mod access;
+mod id;
 mod verify;
 
 pub use access::{
     AccessGrant, TEST_CASE_OFFSET_SECS, TEST_JTI_PREFIX, TestCase, UnpublishedKeys, WRONG_AUDIENCE,
     WRONG_ISSUER,
 };
-pub use verify::verify_own;
+pub use id::{IdGrant, at_hash};
+pub use verify::{verify_access, verify_own};
 
 use std::time::Duration;
 

@@ -28,6 +28,30 @@ pub fn verify_own(
     now: UnixMillis,
     skew_secs: i64,
 ) -> Option<Map<String, Value>> {
+    verify(token, keys, issuer, now, skew_secs, &["at+jwt", "JWT"])
+}
+
+/// Like [`verify_own`], for RFC 9068 access tokens only (`typ: at+jwt`): what a resource
+/// of ours (`/userinfo`) accepts. An ID token is not an access token (RFC 9068 §4).
+#[must_use]
+pub fn verify_access(
+    token: &str,
+    keys: &KeySet,
+    issuer: &str,
+    now: UnixMillis,
+    skew_secs: i64,
+) -> Option<Map<String, Value>> {
+    verify(token, keys, issuer, now, skew_secs, &["at+jwt"])
+}
+
+fn verify(
+    token: &str,
+    keys: &KeySet,
+    issuer: &str,
+    now: UnixMillis,
+    skew_secs: i64,
+    types: &[&str],
+) -> Option<Map<String, Value>> {
     let mut parts = token.split('.');
     let (header_b64, payload_b64, signature_b64) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -36,7 +60,7 @@ pub fn verify_own(
     let header_raw = URL_SAFE_NO_PAD.decode(header_b64).ok()?;
     let header: Header<'_> = serde_json::from_slice(&header_raw).ok()?;
     // Our two token types: RFC 9068 access tokens and the `/auth` JWTs.
-    if !matches!(header.typ, Some("at+jwt" | "JWT")) {
+    if !header.typ.is_some_and(|t| types.contains(&t)) {
         return None;
     }
     let key = keys

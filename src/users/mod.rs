@@ -160,6 +160,8 @@ pub enum AuthOutcome {
     Granted {
         /// The token's `sub`.
         subject: String,
+        /// The registered user's email address (none for an unregistered name).
+        email: Option<String>,
     },
     /// Wrong or missing credentials.
     Denied(DenyReason),
@@ -239,13 +241,14 @@ impl Users {
             return Ok(match self.mode {
                 AuthMode::Open => AuthOutcome::Granted {
                     subject: "anonymous".into(),
+                    email: None,
                 },
                 AuthMode::Users => AuthOutcome::Denied(DenyReason::MissingCredentials),
             });
         };
         let stored = self.store.find_user(username).await?;
         let password = password.unwrap_or_else(|| Password::new(String::new()));
-        let user_id = match (stored, self.mode) {
+        let (user_id, email) = match (stored, self.mode) {
             (Some(user), _) => {
                 if !self
                     .hasher
@@ -254,14 +257,14 @@ impl Users {
                 {
                     return Ok(AuthOutcome::Denied(DenyReason::WrongPassword));
                 }
-                Some(user.id)
+                (Some(user.id), user.email)
             }
             // Unknown users cost a hash in users mode, so timing does not reveal who exists.
             (None, AuthMode::Users) => {
                 self.hasher.verify(password, None).await?;
                 return Ok(AuthOutcome::Denied(DenyReason::UnknownUser));
             }
-            (None, AuthMode::Open) => None,
+            (None, AuthMode::Open) => (None, None),
         };
         self.audit
             .record(LoginEvent {
@@ -272,6 +275,7 @@ impl Users {
             .await?;
         Ok(AuthOutcome::Granted {
             subject: username.to_owned(),
+            email,
         })
     }
 }

@@ -21,6 +21,8 @@ pub struct StoredUser {
     pub id: i64,
     /// Argon2id PHC string.
     pub password_hash: String,
+    /// The registered email address.
+    pub email: Option<String>,
 }
 
 /// One successful authentication, for `auth_logs`.

@@ -133,7 +133,7 @@ async fn the_cli_changes_clients_of_a_running_sqlite_server_which_sees_them_with
     let out = cli(&db, &["clients", "list"]);
     assert!(out.status.success());
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(listing.contains("svc\tread write\tclient_credentials password\tapi\t{\"tenant\":\"acme\"}\thttps://app.example/cb"), "{listing}");
+    assert!(listing.contains("svc\tconfidential\tread write\tclient_credentials password authorization_code\tapi\t{\"tenant\":\"acme\"}\thttps://app.example/cb\t-"), "{listing}");
     assert!(!listing.contains(&secret));
     let dup = cli(&db, &["clients", "add", "svc"]);
     assert!(!dup.status.success(), "an id is registered once");
@@ -167,10 +167,15 @@ pub async fn store_contract(store: &dyn ClientStore) {
         audience: Some("aud".into()),
         claims: vec![r#"k={"n":[1,2]}"#.into()],
         redirect_uris: vec!["https://cb.example/".into()],
+        post_logout_redirect_uris: vec!["https://cb.example/bye".into()],
+        name: Some("Client B".into()),
+        ..ClientSpec::default()
     })
     .expect("valid");
+    // A public client: no secret hash stored at all.
     let (a, _) = Client::create(&ClientSpec {
         id: "a".into(),
+        public: true,
         ..ClientSpec::default()
     })
     .expect("valid");

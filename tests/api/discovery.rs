@@ -22,22 +22,48 @@ async fn both_well_known_documents_name_the_issuer_and_endpoints_that_work() {
     );
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["client_credentials", "password"])
+        serde_json::json!(["client_credentials", "password", "authorization_code"])
     );
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
-    assert_eq!(doc["response_types_supported"], serde_json::json!([]));
+    // OpenID Connect Discovery §3 and RFC 8414 §2: the interactive sign-in surface.
+    assert_eq!(doc["authorization_endpoint"], format!("{issuer}/authorize"));
+    assert_eq!(doc["userinfo_endpoint"], format!("{issuer}/userinfo"));
+    assert_eq!(doc["end_session_endpoint"], format!("{issuer}/logout"));
+    assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(
+        doc["response_modes_supported"],
+        serde_json::json!(["query"])
+    );
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        doc["subject_types_supported"],
+        serde_json::json!(["public"])
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(doc["request_uri_parameter_supported"], false);
     assert_eq!(
         doc["id_token_signing_alg_values_supported"],
         serde_json::json!(["ES256"])
     );
-    assert_eq!(doc["scopes_supported"], serde_json::json!([]));
-    assert!(
-        doc.get("authorization_endpoint").is_none(),
-        "nothing advertised that does not work"
+    assert_eq!(
+        doc["scopes_supported"],
+        serde_json::json!(["openid", "profile", "email"])
     );
+    for claim in ["sub", "auth_time", "nonce", "preferred_username", "email"] {
+        assert!(
+            doc["claims_supported"]
+                .as_array()
+                .expect("list")
+                .contains(&serde_json::json!(claim)),
+            "{claim}"
+        );
+    }
     // Every advertised endpoint answers.
     let path = |url: &serde_json::Value| {
         url.as_str()
@@ -116,7 +142,7 @@ async fn the_document_is_cached_with_a_strong_etag_and_follows_registered_scopes
     let res = app.get("/.well-known/openid-configuration").await;
     assert_eq!(
         res.json()["scopes_supported"],
-        serde_json::json!(["read", "write"])
+        serde_json::json!(["openid", "profile", "email", "read", "write"])
     );
     assert_ne!(res.header("etag"), Some(etag.as_str()));
 }

@@ -283,7 +283,7 @@ impl TestApp {
                 .clients
                 .contains_key(client.id.as_str())
         );
-        secret.expose().to_owned()
+        secret.map(|s| s.expose().to_owned()).unwrap_or_default()
     }
 
     /// The discovery document.

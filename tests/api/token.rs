@@ -193,8 +193,13 @@ async fn malformed_requests_answer_invalid_request_and_unknown_grants_unsupporte
         )
         .await;
     assert_oauth_error(&res, StatusCode::BAD_REQUEST, "invalid_request");
+    // The authorization code grant without its code.
+    let res = app
+        .post_form("/token", "grant_type=authorization_code&client_id=x", None)
+        .await;
+    assert_oauth_error(&res, StatusCode::BAD_REQUEST, "invalid_request");
     for grant in [
-        "authorization_code",
+        "implicit",
         "refresh_token",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
     ] {

@@ -1,0 +1,166 @@
+//! `GET`/`POST /logout`: RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0
+//! §2, §3). Ends the browser's session, then sends it to the client's registered
+//! `post_logout_redirect_uri` with `state`, or shows a signed-out page. The client is
+//! named by `client_id` or by the `aud` of `id_token_hint` (an ID token of ours; an
+//! expired one is accepted, §2); a redirect URI that is not the client's is never
+//! followed (§3: it must match a registered one exactly).
+
+use std::borrow::Cow;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::Response;
+use serde_json::Value;
+
+use super::authorize::{SESSION_COOKIE, cookie, set_cookie};
+use super::body::{media_type, read_body};
+use super::pages;
+use super::state::AppState;
+use crate::clients::{ClientAuth, is_redirect_uri};
+use crate::signin::Handle;
+use crate::token::verify_own;
+
+#[derive(Debug, Default)]
+struct LogoutParams<'a> {
+    id_token_hint: Option<Cow<'a, str>>,
+    client_id: Option<Cow<'a, str>>,
+    post_logout_redirect_uri: Option<Cow<'a, str>>,
+    state: Option<Cow<'a, str>>,
+}
+
+fn refuse(message: impl Into<String>) -> Response {
+    pages::page(
+        StatusCode::BAD_REQUEST,
+        pages::error_page("Cannot sign out here", &message.into()),
+        None,
+    )
+}
+
+/// `GET`/`POST /logout`.
+pub(super) async fn logout(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let input = if parts.method == Method::POST
+        && media_type(&parts.headers).as_deref() == Some("application/x-www-form-urlencoded")
+    {
+        match read_body(&parts.headers, body, state.body_timeout).await {
+            Ok(bytes) => bytes.to_vec(),
+            Err(error) => return refuse(error.to_string()),
+        }
+    } else {
+        parts.uri.query().unwrap_or("").as_bytes().to_vec()
+    };
+    let mut params = LogoutParams::default();
+    for (key, value) in form_urlencoded::parse(&input) {
+        let slot = match key.as_ref() {
+            "id_token_hint" => &mut params.id_token_hint,
+            "client_id" => &mut params.client_id,
+            "post_logout_redirect_uri" => &mut params.post_logout_redirect_uri,
+            "state" => &mut params.state,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return refuse(format!("The parameter {key} is given more than once."));
+        }
+        if !value.is_empty() {
+            *slot = Some(value);
+        }
+    }
+    let now = state.clock.now();
+    // The hint's audience names the client; its signature must be ours, its expiry is
+    // not checked (RP-Initiated Logout §2).
+    let hinted = match params.id_token_hint.as_deref() {
+        None => None,
+        Some(hint) => {
+            let set = state.keys.load();
+            let Some(claims) = verify_own(hint, &set, state.issuer.issuer(), now, i64::MAX / 4)
+            else {
+                return refuse("The id_token_hint is not an ID token of this issuer.");
+            };
+            match claims.get("aud") {
+                Some(Value::String(aud)) => Some(aud.clone()),
+                Some(Value::Array(list)) => list.first().and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            }
+        }
+    };
+    let client_id = match (params.client_id.as_deref(), hinted.as_deref()) {
+        (Some(a), Some(b)) if a != b => {
+            return refuse("client_id is not the audience of the id_token_hint.");
+        }
+        (Some(id), _) | (None, Some(id)) => Some(id.to_owned()),
+        (None, None) => None,
+    };
+    let redirect = match params.post_logout_redirect_uri.as_deref() {
+        None => None,
+        Some(uri) => {
+            let Some(id) = client_id.as_deref() else {
+                return refuse(
+                    "post_logout_redirect_uri needs client_id or id_token_hint to name the client.",
+                );
+            };
+            let allowed = match state.clients.identify(id) {
+                ClientAuth::Registered(client) => {
+                    client.post_logout_redirect_uris.iter().any(|r| r == uri)
+                }
+                // Open mode, unregistered client: any http(s) URI, as at /authorize.
+                ClientAuth::Open(_) => {
+                    is_redirect_uri(uri)
+                        && (uri.starts_with("http://") || uri.starts_with("https://"))
+                }
+                ClientAuth::Refused(_) => false,
+            };
+            if !allowed {
+                return refuse(format!(
+                    "{uri} is not a registered post-logout redirect URI of the client {id}; \
+                     register it with `jwks-server clients add ... --post-logout-redirect-uri`."
+                ));
+            }
+            Some(uri.to_owned())
+        }
+    };
+    if let Some(handle) = cookie(&parts.headers, SESSION_COOKIE).and_then(Handle::parse)
+        && let Err(error) = state.signin.end_session(&handle, now).await
+    {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "cannot end a session"
+        );
+        return pages::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::error_page(
+                "Try again shortly",
+                "The sign-in service cannot reach its database right now.",
+            ),
+            None,
+        );
+    }
+    let mut response = match redirect {
+        Some(uri) => {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(s) = params.state.as_deref() {
+                query.append_pair("state", s);
+            }
+            let query = query.finish();
+            let location = match (query.is_empty(), uri.contains('?')) {
+                (true, _) => uri,
+                (false, true) => format!("{uri}&{query}"),
+                (false, false) => format!("{uri}?{query}"),
+            };
+            let mut r = Response::new(axum::body::Body::empty());
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            match axum::http::HeaderValue::from_str(&location) {
+                Ok(value) => {
+                    r.headers_mut().insert(header::LOCATION, value);
+                }
+                Err(_) => return refuse("The post-logout redirect URI cannot be used."),
+            }
+            r
+        }
+        None => pages::page(StatusCode::OK, pages::signed_out_page(), None),
+    };
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, "", Some(0)),
+    );
+    response
+}

@@ -23,6 +23,7 @@ mod operations;
 mod process;
 mod selftest;
 mod shutdown;
+mod signin;
 mod store_suite;
 mod test_cases;
 mod tls;

@@ -191,6 +191,19 @@ async fn https_serves_tls_1_3_and_1_2_with_an_https_issuer() {
             jwt_claims(&token)["iss"],
             format!("https://127.0.0.1:{}", app.addr.port())
         );
+        // Over HTTPS the sign-in cookies are `Secure`.
+        let page = request(
+            &mut stream,
+            "GET",
+            "/authorize?response_type=code&client_id=x&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+        )
+        .await;
+        assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+        let cookie = page
+            .lines()
+            .find(|l| l.starts_with("set-cookie: jwks_browser="))
+            .expect("a browser cookie");
+        assert!(cookie.contains("; Secure"), "{cookie}");
     }
 }
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Interop check with an independent client library (authlib over requests; see README):
+# discovery, client_credentials, RFC 9068 validation, and the authorization code flow
+# with PKCE as a relying party (ID token validated by authlib);
 # builds the server, starts it on a free loopback port with a temporary SQLite file,
 # registers a client with the CLI, runs pytest in a venv, and stops the server. Exits
 # with pytest's status. VENV (default: tests/interop/.venv) is reused between runs.

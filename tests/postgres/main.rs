@@ -47,6 +47,14 @@ mod operations_api;
 mod process;
 mod replicas;
 mod revocation;
+mod signin;
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the replica test uses part of the sign-in helpers; the file's own #[test]s run in the api binary"
+)]
+#[path = "../api/signin.rs"]
+mod signin_api;
 #[allow(
     dead_code,
     unused_imports,
@@ -196,6 +204,12 @@ fn main() -> ExitCode {
             true,
             t,
             clients::the_cli_changes_clients_of_postgres_replicas_which_all_see_them_within_2_seconds,
+        ),
+        trial(
+            "signin::sessions_and_codes_of_one_replica_are_honoured_once_at_another",
+            true,
+            t,
+            signin::sessions_and_codes_of_one_replica_are_honoured_once_at_another,
         ),
         trial(
             "clients::postgres_keeps_the_client_store_contract",

@@ -340,6 +340,23 @@ async fn a_registered_user_signs_in_to_a_public_client_with_pkce_and_gets_verifi
         (Some("alice"), Some("spa"))
     );
 
+    // One audit row for the sign-in (not for the wrong password), as at /auth.
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.dir.path().join("jwks.db"))
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("reader");
+    let rows: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT request_ip, user_id FROM auth_logs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "127.0.0.1");
+    assert!(rows[0].1.is_some());
+    pool.close().await;
+
     // The same code twice: invalid_grant.
     let again = redeem(&app, "spa", &params["code"], &p.verifier, None).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);

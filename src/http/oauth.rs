@@ -126,9 +126,9 @@ impl Caller {
 
 /// The client's identity as presented, before it is checked.
 #[derive(Debug)]
-struct Presented<'a> {
-    id: Cow<'a, str>,
-    secret: Option<Cow<'a, str>>,
+pub(super) struct Presented<'a> {
+    pub(super) id: Cow<'a, str>,
+    pub(super) secret: Option<Cow<'a, str>>,
 }
 
 /// Authenticates the client of a `/token` or `/introspect` request (RFC 6749 §2.3.1):
@@ -184,8 +184,9 @@ pub(super) fn authenticate_client(
 }
 
 /// HTTP Basic client credentials: RFC 6749 §2.3.1 form-url-encodes the id and the
-/// secret before RFC 7617 joins them, so both are decoded again here.
-fn basic_client(headers: &HeaderMap) -> Result<Option<Presented<'static>>, ApiError> {
+/// secret before RFC 7617 joins them, so both are decoded again here. Every byte here is
+/// untrusted; the fuzz targets call this through [`super::fuzzing`].
+pub(super) fn basic_client(headers: &HeaderMap) -> Result<Option<Presented<'static>>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -220,7 +221,10 @@ fn form_decode(text: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
+                // Two hex digits, no sign: `from_str_radix` alone reads "%+2" as 0x02.
+                let hex = text
+                    .get(i + 1..i + 3)
+                    .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
             }
@@ -266,6 +270,20 @@ mod tests {
         assert_eq!(form_decode("%G1"), None);
         assert_eq!(form_decode("%4"), None);
         assert_eq!(form_decode("%FF"), None);
+    }
+
+    #[test]
+    fn a_signed_escape_is_not_a_hex_escape() {
+        // Found by the token_form fuzz target (seed regression-percent-plus-escape).
+        assert_eq!(form_decode("%+2"), None);
+        assert_eq!(form_decode("a%+F"), None);
+        let mut headers = HeaderMap::new();
+        let encoded = STANDARD.encode("p:%+2");
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {encoded}")).expect("value"),
+        );
+        assert!(basic_client(&headers).is_err());
     }
 
     #[test]

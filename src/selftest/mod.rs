@@ -6,11 +6,14 @@
 //! It owns the check runner and the [`Report`]; the checks live by concern in
 //! `discovery` (documents and caching), `jwks` (the JWK Set and its keys), `jwt` (the
 //! token parser and verifier) and `tokens` (tokens the server issues), and `client` is
-//! the bounded HTTP client. It opens no store, creates no file and never sees a private
-//! key; it prints kids and claim names, never a token.
+//! the bounded HTTP client; `fuzzing` (hidden) lets the fuzz targets reach the parsers.
+//! It opens no store, creates no file and never sees a private key; it prints kids and
+//! claim names, never a token.
 
 mod client;
 mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 mod jwks;
 mod jwt;
 mod tokens;

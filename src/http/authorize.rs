@@ -19,7 +19,7 @@ use super::body::{media_type, read_body};
 use super::limit::{ClientIp, retry_after_secs};
 use super::pages::{self, SignInForm};
 use super::state::AppState;
-use crate::clients::{Client, ClientAuth, GrantType, is_redirect_uri, is_scope_token};
+use crate::clients::{Client, ClientAuth, GrantType, is_scope_token};
 use crate::keys::UnixMillis;
 use crate::ratelimit::Decision;
 use crate::signin::{
@@ -344,10 +344,7 @@ fn resolve_target<'s>(
         // Open mode, unregistered client: any http(s) URI, a documented testing
         // convenience.
         (None, Some(uri)) => {
-            let web = uri.split_once("://").is_some_and(|(s, _)| {
-                s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")
-            });
-            if !web || !is_redirect_uri(uri) {
+            if !is_web_uri(uri) {
                 return Err(PageError::bad(
                     "Invalid redirect URI",
                     "An unregistered client's redirect URI must be an absolute http or https URI without a fragment.",
@@ -369,6 +366,46 @@ fn resolve_target<'s>(
         client,
         client_id: client_id.to_owned(),
     })
+}
+
+/// Whether `uri` is an absolute `http` or `https` URI without a fragment (RFC 3986 §4.3),
+/// as an unregistered client's redirect URI must be (RFC 6749 §3.1.2), since it goes out
+/// as a `Location` (RFC 9110 §10.2.2): only RFC 3986's characters with well-formed
+/// percent-encodings, no userinfo (RFC 9110 §4.2.4), a host that is not empty (§4.2.1),
+/// brackets only around an IPv6 address (RFC 3986 §3.2.2), a port that is a number.
+pub(super) fn is_web_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return false;
+    };
+    let bytes = rest.as_bytes();
+    let characters = bytes.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=:@/?[]".contains(&b)
+            || (b == b'%'
+                && bytes
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+    });
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(literal) => match literal.split_once(']') {
+            Some((ip, port)) => (ip.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            None => (false, ""),
+        },
+        None => {
+            let (name, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+            (!name.is_empty() && !name.contains(['[', ']', '@']), port)
+        }
+    };
+    let port = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        && characters
+        && host
+        && port
+        && !tail.contains(['[', ']'])
 }
 
 /// Every other rule, whose failure goes back to the client.
@@ -854,6 +891,39 @@ mod tests {
         );
         assert!(scope(Some("bad\\"), None).is_err());
         assert_eq!(scope(None, None).ok().flatten(), None);
+    }
+
+    #[test]
+    fn unregistered_redirect_uris_are_absolute_http_uris_that_can_be_a_location() {
+        for good in [
+            "http://127.0.0.1:3000/cb?x=1",
+            "HTTPS://app.example/a/b;c=d?e=f/g?h",
+            "http://[::1]:8080/cb",
+            "http://[::ffff:127.0.0.1]/",
+            "http://a%20b.example",
+            "http://localhost",
+        ] {
+            assert!(is_web_uri(good), "{good}");
+        }
+        for bad in [
+            "com.example.app:/cb",
+            "http://",
+            "http:///cb",
+            "http://a/cb#frag",
+            "http://a/b c",
+            "http://é.example/",
+            "http://a]b/",
+            "http://[::1/",
+            "http://[v1.x]/",
+            "http://a/[b]",
+            "http://user@a/",
+            "http://a:/",
+            "http://a:65536/",
+            "http://a:8x/",
+            "http://a/%zz",
+        ] {
+            assert!(!is_web_uri(bad), "{bad}");
+        }
     }
 
     #[test]

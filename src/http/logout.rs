@@ -12,11 +12,11 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::authorize::{SESSION_COOKIE, cookie, set_cookie};
+use super::authorize::{SESSION_COOKIE, cookie, is_web_uri, set_cookie};
 use super::body::{media_type, read_body};
 use super::pages;
 use super::state::AppState;
-use crate::clients::{ClientAuth, is_redirect_uri};
+use crate::clients::ClientAuth;
 use crate::signin::Handle;
 use crate::token::verify_own;
 
@@ -103,10 +103,7 @@ pub(super) async fn logout(State(state): State<AppState>, request: Request) -> R
                     client.post_logout_redirect_uris.iter().any(|r| r == uri)
                 }
                 // Open mode, unregistered client: any http(s) URI, as at /authorize.
-                ClientAuth::Open(_) => {
-                    is_redirect_uri(uri)
-                        && (uri.starts_with("http://") || uri.starts_with("https://"))
-                }
+                ClientAuth::Open(_) => is_web_uri(uri),
                 ClientAuth::Refused(_) => false,
             };
             if !allowed {

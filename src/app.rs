@@ -114,6 +114,7 @@ pub async fn build_state(
         auth: limiter(settings.auth.auth_rate_limit),
         register: limiter(settings.auth.register_rate_limit),
     };
+    let issuer_is_https = issuer.starts_with("https://");
     let issuer = Issuer::new(issuer, settings.token.audience.clone(), settings.token.ttl);
     // The issuer surface (issue 11): clients in memory, the discovery document.
     let clients = ClientRegistry::load(client_store, settings.auth.mode).await?;
@@ -143,7 +144,8 @@ pub async fn build_state(
         token_limiter: limiter(settings.oauth.token_rate_limit),
         clock_skew_secs: i64::try_from(settings.keys.clock_skew.as_secs()).unwrap_or(60),
         signin: SignIn::new(signin_store, settings.oauth.session_ttl),
-        secure_cookies: settings.tls.is_some(),
+        // Over HTTPS here, or behind a TLS-terminating proxy that the issuer names.
+        secure_cookies: settings.tls.is_some() || issuer_is_https,
     });
     let (stop_rotation, _) = watch::channel(false);
     Ok(Services {

@@ -815,10 +815,9 @@ async fn signin_inner(
         Ok(AuthOutcome::Granted { subject, email }) => (subject, email),
         Ok(AuthOutcome::Denied(_)) => {
             state.requests.signin(false);
-            return Ok(again(
-                StatusCode::UNAUTHORIZED,
-                "Wrong username or password.",
-            ));
+            // RFC 9110 §15.5.4: 403, credentials given but insufficient (a 401 would need
+            // a `WWW-Authenticate` challenge, and a form is not HTTP authentication).
+            return Ok(again(StatusCode::FORBIDDEN, "Wrong username or password."));
         }
         Err(error) => {
             tracing::warn!(error = &error as &dyn std::error::Error, "sign-in failed");

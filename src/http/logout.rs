@@ -72,7 +72,10 @@ pub(super) async fn logout(State(state): State<AppState>, request: Request) -> R
         None => None,
         Some(hint) => {
             let set = state.keys.load();
+            // An ID token: `typ: JWT` with `auth_time`, which neither an access token
+            // (`at+jwt`) nor an `/auth` JWT carries.
             let Some(claims) = verify_own(hint, &set, state.issuer.issuer(), now, i64::MAX / 4)
+                .filter(|c| c.contains_key("auth_time") && !c.contains_key("client_id"))
             else {
                 return refuse("The id_token_hint is not an ID token of this issuer.");
             };
@@ -115,7 +118,10 @@ pub(super) async fn logout(State(state): State<AppState>, request: Request) -> R
             Some(uri.to_owned())
         }
     };
-    if let Some(handle) = cookie(&parts.headers, SESSION_COOKIE).and_then(Handle::parse)
+    // HEAD is safe (RFC 9110 §9.2.1): it answers as GET would, and changes nothing.
+    let head = parts.method == Method::HEAD;
+    if !head
+        && let Some(handle) = cookie(&parts.headers, SESSION_COOKIE).and_then(Handle::parse)
         && let Err(error) = state.signin.end_session(&handle, now).await
     {
         tracing::warn!(
@@ -155,9 +161,11 @@ pub(super) async fn logout(State(state): State<AppState>, request: Request) -> R
         }
         None => pages::page(StatusCode::OK, pages::signed_out_page(), None),
     };
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, "", Some(0)),
-    );
+    if !head {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&state, SESSION_COOKIE, "", Some(0)),
+        );
+    }
     response
 }

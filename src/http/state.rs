@@ -75,6 +75,6 @@ pub struct Shared {
     pub clock_skew_secs: i64,
     /// Interactive sign-in's shared state (pending requests, sessions, codes).
     pub signin: SignIn,
-    /// Whether cookies are `Secure` (the server speaks HTTPS).
+    /// Whether cookies are `Secure` (the server speaks HTTPS, or its issuer is https).
     pub secure_cookies: bool,
 }

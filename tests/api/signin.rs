@@ -270,7 +270,7 @@ async fn a_registered_user_signs_in_to_a_public_client_with_pkce_and_gets_verifi
 
     // A wrong password: the page again, with the message, and no code.
     let wrong = submit(&mut browser, &app, &page, "username=alice&password=nope").await;
-    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     assert!(wrong.header("location").is_none());
     assert!(
         html(&wrong).contains("<p class=\"error\" role=\"alert\">Wrong username or password.</p>")
@@ -816,7 +816,7 @@ async fn open_mode_signs_in_any_username_with_extra_claims_in_both_tokens() {
         .get(&app, &authorize_path("anything", &p, "&prompt=login"))
         .await;
     let res = submit(&mut browser, &app, &page, "username=erin").await;
-    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
     let res = submit(
         &mut browser,
         &app,
@@ -935,6 +935,35 @@ async fn logout_ends_the_session_and_redirects_only_to_a_registered_uri_with_sta
         browser.cookie("jwks_session").is_some(),
         "a refused logout changes nothing"
     );
+    // HEAD is safe: it ends nothing.
+    let head = app
+        .send(
+            Method::HEAD,
+            "/logout",
+            &[(
+                "cookie",
+                format!(
+                    "jwks_session={}",
+                    browser.cookie("jwks_session").expect("s")
+                )
+                .as_str(),
+            )],
+            "",
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.header("set-cookie").is_none());
+    // An access token is no id_token_hint.
+    let res = browser
+        .get(
+            &app,
+            &format!(
+                "/logout?id_token_hint={}",
+                tokens["access_token"].as_str().expect("at")
+            ),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
     let session = browser.cookie("jwks_session").expect("session").to_owned();
     let res = browser
         .get(

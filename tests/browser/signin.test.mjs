@@ -263,7 +263,7 @@ scenario('users mode: a wrong password shows the error on the page and issues no
       response.request().method() === 'POST' && response.url().startsWith(server.issuer)),
     page.getByRole('button', { name: 'Sign in' }).click(),
   ]);
-  assert.equal(answer.status(), 401, 'a wrong password answers 401');
+  assert.equal(answer.status(), 403, 'a wrong password answers 403 (RFC 9110 §15.5.4)');
   assert.equal(answer.headers().location, undefined, 'no redirect');
   const alert = page.getByRole('alert');
   await alert.waitFor();

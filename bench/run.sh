@@ -14,8 +14,15 @@
 #   COLD_REPS cold starts per mode               (7 / 3)
 #   SOAK_SECS constant-load memory soak, 0 = off (60 / 0); the issue's figure is 600
 #   SIGN_SECS seconds of each raw signing loop   (3 / 1)
-#   SCENARIOS which scenarios to run             ("1 2 3 4 5 6 7 8"; e.g. SCENARIOS=7 for one)
+#   SCENARIOS which scenarios to run             ("1 2 3 4 5 6 7 8 9"; e.g. SCENARIOS=7 for one)
 #   SERVER_CPU / CLIENT_CPU (0 / 1), PORT / CEIL_PORT (18080 / 18081), OUT (results dir)
+#   PLAIN_PORT (18083): scenario 8's same build over plain HTTP
+#   ADMIN_PORT (18082): scenario 9 reads the server's /metrics there
+#   S9_SECS   seconds of each rotation window of scenario 9 (20 / 10)
+#   S9_WARMUP seconds of load before it, rotating (6 / 4)
+#   S9_LOADS  scenario 9's loads ("saturated neveridle")
+#   S9_PATH   what scenario 9's load requests: jwks or auth (jwks)
+#   BIN_BEFORE a second server binary for scenario 9 (the "before" build); unset: skipped
 #   NO_BUILD=1 skips cargo build (uses what target/release holds)
 set -euo pipefail
 
@@ -26,14 +33,21 @@ BENCH=$ROOT/bench
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     : "${DURATION:=2}" "${REPS:=2}" "${WARMUP:=1}" "${COLD_REPS:=3}" "${SOAK_SECS:=0}" "${SIGN_SECS:=1}"
+    : "${S9_SECS:=10}" "${S9_WARMUP:=4}"
 else
     : "${DURATION:=6}" "${REPS:=3}" "${WARMUP:=2}" "${COLD_REPS:=7}" "${SOAK_SECS:=60}" "${SIGN_SECS:=3}"
+    : "${S9_SECS:=20}" "${S9_WARMUP:=6}"
 fi
-SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6 7 8"}
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6 7 8 9"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18080}
 CEIL_PORT=${CEIL_PORT:-18081}
+ADMIN_PORT=${ADMIN_PORT:-18082}
+PLAIN_PORT=${PLAIN_PORT:-18083}
+S9_LOADS=${S9_LOADS:-"saturated neveridle"}
+S9_PATH=${S9_PATH:-jwks}
+BIN_BEFORE=${BIN_BEFORE:-}
 OUT=${OUT:-$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/jwks-server
@@ -48,14 +62,18 @@ RESULTS=$OUT/results.txt
 TMP=$(mktemp -d)
 SERVER_PID=
 CEIL_PID=
+TWIN_PID=
+HOG_PID=
 STARTED=$(date +%s)
 
 log() { printf '[%4ds] %s\n' $(($(date +%s) - STARTED)) "$*" >&2; }
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 cleanup() {
+    stop_hog
     stop_server
     stop_ceiling
+    stop_twin
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -79,10 +97,14 @@ ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 # --- what this build of the server supports (flags come and go while it is developed) --
 HELP=$("$BIN" --help)
 supports() { grep -q -- "$1" <<<"$HELP"; }
-COMMON_ARGS=(--host "$HOST" --port "$PORT" --log-format text)
-supports --auth-rate-limit && COMMON_ARGS+=(--auth-rate-limit 0)
-supports --register-rate-limit && COMMON_ARGS+=(--register-rate-limit 0)
-supports --token-rate-limit && COMMON_ARGS+=(--token-rate-limit 0)
+base_args() { # a build's --help: prints the flags every start gets, one a line
+    printf '%s\n' --host "$HOST" --port "$PORT" --log-format text
+    local flag
+    for flag in --auth-rate-limit --register-rate-limit --token-rate-limit; do
+        if grep -q -- "$flag" <<<"$1"; then printf '%s\n' "$flag" 0; fi
+    done
+}
+mapfile -t COMMON_ARGS < <(base_args "$HELP")
 # The master key seals private keys at rest; any fixed random one will do for a bench.
 JWKS_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 export JWKS_MASTER_KEY
@@ -97,7 +119,7 @@ fi
 "$BIN" "${COMMON_ARGS[@]}" --database "$TMP/probe.db" >"$TMP/probe.log" 2>&1 &
 probe=$!
 for _ in $(seq 1 100); do
-    if curl -fso /dev/null "http://$HOST:$PORT$JWKS_PATH"; then DB_MODE=file; break; fi
+    if curl -fso /dev/null "http://$HOST:$PORT$JWKS_PATH"; then DB_MODE="file"; break; fi
     kill -0 $probe 2>/dev/null || break
     sleep 0.1
 done
@@ -114,9 +136,13 @@ next_db() { # sets DB_ARGS to a fresh database (a new file, or memory)
     fi
 }
 
+# What else the machine was doing: compilers running and the load average, at the start
+# and the end of the run (the figures of a busy machine are read differently).
+machine_load() { echo "rustc=$(pgrep -c rustc || true) loadavg=$(cut -d' ' -f1 /proc/loadavg)"; }
 {
     echo "meta machine nproc=$(nproc) cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs | tr ' ' '_') kernel=$(uname -r)"
     echo "meta config quick=$QUICK duration=$DURATION reps=$REPS warmup=$WARMUP db=$DB_MODE commit=$(git rev-parse --short HEAD 2>/dev/null || echo none)"
+    echo "meta load at=start $(machine_load)"
 } >>"$RESULTS"
 log "database mode: $DB_MODE; results in $OUT"
 
@@ -147,11 +173,13 @@ stop_server() {
     fi
 }
 
-start_ceiling() { # alg jwks-file
+start_ceiling() { # alg jwks-file [ceiling args: --tls-cert PEM --tls-key PEM]
     stop_ceiling
-    taskset -c "$SERVER_CPU" "$CEIL" serve --port "$CEIL_PORT" --alg "$1" --jwks "$2" 2>>"$OUT/ceiling.log" &
+    local alg=$1 jwks=$2
+    shift 2
+    taskset -c "$SERVER_CPU" "$CEIL" serve --port "$CEIL_PORT" --alg "$alg" --jwks "$jwks" "$@" 2>>"$OUT/ceiling.log" &
     CEIL_PID=$!
-    wait_200 "http://$HOST:$CEIL_PORT$JWKS_PATH" 30
+    wait_200 "$(url_of "$CEIL_PORT")$JWKS_PATH" 30
 }
 
 stop_ceiling() {
@@ -166,11 +194,32 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 key_count() { curl -fs "http://$HOST:$1$JWKS_PATH" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["keys"]))'; }
 
+# The plain-HTTP twin of scenario 8: the same build, measured in measure's alternation as
+# target `plain` when TWIN_PID is set.
+stop_twin() {
+    if [[ -n $TWIN_PID ]]; then
+        kill "$TWIN_PID" 2>/dev/null || true
+        wait "$TWIN_PID" 2>/dev/null || true
+        TWIN_PID=
+    fi
+}
+
+# Scenario 9's CPU hog: a busy loop at nice 19 on the server core, so that the core never
+# idles (SCHED_IDLE work cannot run) while it takes only ~1.5 % of the core (weight 15
+# against the server's 1024).
+stop_hog() {
+    if [[ -n $HOG_PID ]]; then
+        kill "$HOG_PID" 2>/dev/null || true
+        wait "$HOG_PID" 2>/dev/null || true
+        HOG_PID=
+    fi
+}
+
+# The base URL of a port: https for the ports listed in HTTPS_PORTS (scenario 8), else http.
+url_of() { if [[ " ${HTTPS_PORTS:-} " == *" $1 "* ]]; then echo "https://$HOST:$1"; else echo "http://$HOST:$1"; fi; }
+
 # One wrk run against a target; appends a `run` line with the target's CPU time around it.
 # With `bg` (a pid), also records that process's CPU time: a neighbour left running.
-# The base URL of a port: https for the port in HTTPS_PORT (scenario 7), else http.
-url_of() { if [[ $1 == "${HTTPS_PORT:-}" ]]; then echo "https://$HOST:$1"; else echo "http://$HOST:$1"; fi; }
-
 run_wrk() { # case target pid port path script conns rep [bg]
     local case=$1 target=$2 pid=$3 port=$4 path=$5 script=$6 conns=$7 rep=$8 bg=${9:-}
     local timeout=10s out c0 c1 b0=0 b1=0 line extra=
@@ -190,7 +239,8 @@ run_wrk() { # case target pid port path script conns rep [bg]
 # stopped (SIGSTOP) unless STOP_SERVER=0: a server whose keys rotate every 2 s must keep
 # running, or its published set would drain while it sleeps; then the ceiling's lines
 # carry the server's own CPU time as bg_ticks. `hook` (a function name) runs before each
-# server repetition.
+# server repetition. With TWIN_PID set (scenario 8), each repetition also measures the
+# plain-HTTP twin on PLAIN_PORT (target `plain`), the server stopped meanwhile.
 STOP_SERVER=1
 pause_server() { if [[ $STOP_SERVER == 1 ]]; then kill -STOP "$SERVER_PID"; fi; }
 resume_server() { if [[ $STOP_SERVER == 1 ]]; then kill -CONT "$SERVER_PID"; fi; }
@@ -206,6 +256,12 @@ measure() {
         taskset -c "$CLIENT_CPU" wrk $warm "$(url_of "$CEIL_PORT")$path" >/dev/null
         resume_server
     fi
+    if [[ -n $TWIN_PID ]]; then
+        pause_server
+        # shellcheck disable=SC2086
+        taskset -c "$CLIENT_CPU" wrk $warm "$(url_of "$PLAIN_PORT")$path" >/dev/null
+        resume_server
+    fi
     for rep in $(seq 1 "$REPS"); do
         [[ -n $hook ]] && $hook
         run_wrk "$case" server "$SERVER_PID" "$PORT" "$path" "$script" "$conns" "$rep"
@@ -214,6 +270,11 @@ measure() {
             local bg=
             [[ $STOP_SERVER == 1 ]] || bg=$SERVER_PID
             run_wrk "$case" ceiling "$CEIL_PID" "$CEIL_PORT" "$path" "$script" "$conns" "$rep" $bg
+            resume_server
+        fi
+        if [[ -n $TWIN_PID ]]; then
+            pause_server
+            run_wrk "$case" plain "$TWIN_PID" "$PLAIN_PORT" "$path" "$script" "$conns" "$rep"
             resume_server
         fi
     done
@@ -250,7 +311,7 @@ measure_vs() {
     done
 }
 
-fetch_jwks() { curl -fs "http://$HOST:$PORT$JWKS_PATH" -o "$1"; }
+fetch_jwks() { curl -kfs "$(url_of "$PORT")$JWKS_PATH" -o "$1"; }
 
 # --- raw signing ceiling ---------------------------------------------------------------
 for alg in RS256 ES256 EdDSA; do
@@ -444,9 +505,10 @@ if has 7; then
 fi
 
 # --- 8: HTTPS: keep-alive GET of the JWKS and POST /auth over TLS -----------------------
-# The same build serves HTTPS on PORT (the `server` lines) and plain HTTP on CEIL_PORT
-# (recorded as the `ceiling` lines), both pinned to SERVER_CPU and measured alternately,
-# the one not measured stopped: the ratio columns read "over TLS / over plain HTTP".
+# The server serves HTTPS on PORT; the ceiling (examples/bench_ceiling.rs, --tls-cert)
+# serves the same certificate with hyper + tokio-rustls (aws-lc-rs) on CEIL_PORT; and the
+# same build of the server serves plain HTTP on PLAIN_PORT (target `plain`). All three are
+# pinned to SERVER_CPU and measured alternately, the server stopped while another one is.
 # wrk (OpenSSL, no certificate check) opens its connections once and keeps them, so this
 # is the cost of TLS records on a warm connection, not of handshakes.
 if has 8; then
@@ -457,26 +519,96 @@ if has 8; then
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
             -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
             -keyout "$TMP/tls-key.pem" -out "$TMP/tls-cert.pem" 2>/dev/null
+        tls=(--tls-cert "$TMP/tls-cert.pem" --tls-key "$TMP/tls-key.pem")
+        HTTPS_PORTS="$PORT $CEIL_PORT"
         for alg in EdDSA RS256; do
-            HTTPS_PORT=$PORT
-            start_server "tls-$alg" --alg "$alg" --tls-cert "$TMP/tls-cert.pem" --tls-key "$TMP/tls-key.pem"
+            start_server "tls-$alg" --alg "$alg" "${tls[@]}"
+            fetch_jwks "$OUT/jwks-tls-$alg.json"
+            start_ceiling "$alg" "$OUT/jwks-tls-$alg.json" "${tls[@]}"
             # The plain twin: the same flags but the port (COMMON_ARGS names PORT once).
             next_db
-            taskset -c "$SERVER_CPU" "$BIN" "${COMMON_ARGS[@]/#$PORT/$CEIL_PORT}" "${DB_ARGS[@]}" \
+            taskset -c "$SERVER_CPU" "$BIN" "${COMMON_ARGS[@]/#$PORT/$PLAIN_PORT}" "${DB_ARGS[@]}" \
                 --alg "$alg" >"$OUT/server-plain-$alg.log" 2>&1 &
-            CEIL_PID=$!
-            wait_200 "http://$HOST:$CEIL_PORT$JWKS_PATH" 30
+            TWIN_PID=$!
+            wait_200 "http://$HOST:$PLAIN_PORT$JWKS_PATH" 30
             if [[ $alg == EdDSA ]]; then
                 measure tls_get_c64 "$JWKS_PATH" get.lua 64
             fi
             measure "tls_auth_${alg}_c64" /auth post.lua 64
+            stop_twin
             stop_ceiling
             stop_server
-            HTTPS_PORT=
         done
-        echo "meta note s8=ceiling_columns_are_the_same_build_over_plain_HTTP" >>"$RESULTS"
+        HTTPS_PORTS=
+        echo "meta note s8=ceiling_columns_are_hyper+rustls_over_TLS,plain_columns_the_same_build_over_plain_HTTP" >>"$RESULTS"
     fi
 fi
+
+# --- 9: rotation on a saturated core, before and after the spare successor (issue 14) --
+# Keys rotate every 2 s (RSA-2048) while wrk keeps 64 connections busy (S9_PATH: the JWKS
+# or POST /auth). Two loads: `saturated` is that load alone (the server ~99 % busy; its
+# core idles only in the gaps between wrk's answers), `neveridle` adds the nice-19 hog on
+# the server core, so that the core never idles at all and idle-priority work gets next
+# to nothing (SCHED_IDLE weighs 3 against the hog's 15). For each load and repetition the
+# builds are measured in turn, each from a fresh start: BIN_BEFORE when given (`before`),
+# the current build (`after`), and the current build at the hourly default rotation
+# (`static`: the load's p99 without key generation). Each gets S9_WARMUP s of load
+# (rotations included, so the spare is in its steady state), then S9_SECS s measured.
+# bench/rotation.py reads that window from the server's log and its /metrics (admin
+# port): each successor published, how late it was (its activation minus its
+# predecessor's planned retirement, which the rotator postpones when the successor comes
+# late), its publication lead, and the key generation time.
+if has 9; then
+    if [[ $S9_PATH == auth ]]; then s9_path=/auth s9_script=post.lua; else s9_path=$JWKS_PATH s9_script=get.lua; fi
+    rot=(--rotation-interval 2s --publish-ahead 2s --jwks-max-age 1s --token-ttl 1s --clock-skew 0s)
+    builds="after static"
+    if [[ -n $BIN_BEFORE ]]; then
+        builds="before $builds"
+        mapfile -t BEFORE_ARGS < <(base_args "$("$BIN_BEFORE" --help)")
+        echo "meta note s9_before=$("$BIN_BEFORE" --version | tr ' ' '_')" >>"$RESULTS"
+    fi
+    s9_window() { # load rep build
+        local load=$1 rep=$2 build=$3 label=s9_${1}_$3 bin=$BIN args=("${COMMON_ARGS[@]}") t0 t1 h0=0 h1=0
+        case $build in
+            before) bin=$BIN_BEFORE args=("${BEFORE_ARGS[@]}" "${rot[@]}") ;;
+            after) args+=("${rot[@]}") ;;
+        esac
+        local logfile=$OUT/server-$label-$rep.log
+        next_db
+        taskset -c "$SERVER_CPU" "$bin" "${args[@]}" "${DB_ARGS[@]}" --alg RS256 \
+            --admin-port "$ADMIN_PORT" >"$logfile" 2>&1 &
+        SERVER_PID=$!
+        wait_200 "http://$HOST:$PORT$JWKS_PATH" || { echo "bench: $label did not start" >&2; tail "$logfile" >&2; exit 1; }
+        if [[ $load == neveridle ]]; then
+            taskset -c "$SERVER_CPU" nice -n 19 bash -c 'while :; do :; done' &
+            HOG_PID=$!
+        fi
+        log "$label, repetition $rep: ${S9_WARMUP}s of load, then ${S9_SECS}s measured"
+        taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d"${S9_WARMUP}s" --timeout 10s -s "$BENCH/$s9_script" \
+            "http://$HOST:$PORT$s9_path" >/dev/null
+        curl -fs "http://$HOST:$ADMIN_PORT/metrics" >"$TMP/metrics-0"
+        [[ -n $HOG_PID ]] && h0=$(cpu_ticks "$HOG_PID")
+        t0=$(date +%s%3N)
+        DURATION=$S9_SECS run_wrk "$label" server "$SERVER_PID" "$PORT" "$s9_path" "$s9_script" 64 "$rep"
+        t1=$(date +%s%3N)
+        [[ -n $HOG_PID ]] && h1=$(cpu_ticks "$HOG_PID")
+        curl -fs "http://$HOST:$ADMIN_PORT/metrics" >"$TMP/metrics-1"
+        stop_hog
+        stop_server
+        echo "meta s9 case=$label rep=$rep load=$load build=$build hog_ticks=$((h1 - h0)) $(python3 "$BENCH/rotation.py" \
+            --log "$logfile" --from "$t0" --to "$t1" --interval-ms 2000 \
+            --metrics "$TMP/metrics-0" "$TMP/metrics-1")" >>"$RESULTS"
+    }
+    for rep in $(seq 1 "$REPS"); do
+        for load in $S9_LOADS; do
+            for build in $builds; do
+                s9_window "$load" "$rep" "$build"
+            done
+        done
+    done
+fi
+
+echo "meta load at=end $(machine_load)" >>"$RESULTS"
 
 python3 "$BENCH/summarize.py" "$RESULTS" >"$OUT/summary.md"
 mkdir -p "$BENCH/results" && cp "$OUT/summary.md" "$BENCH/results/latest.md"

@@ -6,7 +6,7 @@ of issue 6 met or missed.
 Usage: summarize.py results.txt > summary.md
 
 Line formats (space-separated key=value tokens):
-  run case=C target=server|ceiling conns=N rep=R rps=.. p50_us=.. p99_us=.. requests=..
+  run case=C target=server|ceiling|plain conns=N rep=R rps=.. p50_us=.. p99_us=.. requests=..
       duration_us=.. err_*=.. cpu_ticks=.. clk_tck=..
   meta NAME key=value ...
 """
@@ -105,6 +105,49 @@ def main():
         w("| " + " | ".join(row) + " |")
     w("")
 
+    plains = [(name, get(name), c) for (name, target), c in cases.items() if target == "plain"]
+    if plains:
+        w("Scenario 8, the same build over plain HTTP, alternating with the runs above:")
+        w("")
+        w("| case | over TLS req/s | p99 ms | CPU µs/req | plain HTTP req/s | p99 ms | "
+          "CPU µs/req | req/s TLS ÷ plain | CPU/req TLS ÷ plain |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for name, s, p in plains:
+            if s:
+                w(f"| {name} | {fmt_rps(s)} | {s.p99_ms:.2f} | {s.cpu_us:.1f} | {fmt_rps(p)} | "
+                  f"{p.p99_ms:.2f} | {p.cpu_us:.1f} | {s.rps / p.rps:.2f} | {s.cpu_us / p.cpu_us:.2f} |")
+        w("")
+
+    rotation = defaultdict(list)
+    for m in meta.get("s9", []):
+        rotation[m["case"]].append(m)
+    if rotation:
+        w("Scenario 9, rotation every 2 s on a saturated core (per case: all repetitions' "
+          "windows together; lateness = activation minus the predecessor's planned retirement):")
+        w("")
+        w("| case | successors | late | lateness median / max ms | least publication lead ms | "
+          "key generations, mean ms | p99 ms (median of reps, worst) | req/s | server CPU use | hog CPU |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for name, ms in rotation.items():
+            late = [int(x) for m in ms for x in m["late_ms"].split(",") if x != "none"]
+            late_only = [x for x in late if x > 0]
+            gens = sum(int(m.get("generations", 0)) for m in ms)
+            gen_ms = (sum(int(m.get("generations", 0)) * float(m.get("generation_mean_ms", 0))
+                          for m in ms) / gens) if gens else 0
+            leads = [int(m["lead_min_ms"]) for m in ms if int(m["keys"])]
+            s = get(name)
+            hog = [int(m["hog_ticks"]) for m in ms]
+            hog_use = ""
+            if s and any(hog):
+                secs = statistics.median(int(r["duration_us"]) for r in s.reps) / 1e6
+                hog_use = f"{statistics.median(hog) / int(s.reps[0]['clk_tck']) / secs * 100:.1f}%"
+            w(f"| {name} | {len(late)} | {len(late_only)} | "
+              f"{statistics.median(late_only) if late_only else 0:.0f} / {max(late, default=0)} | "
+              f"{min(leads, default=0)} | {gens} × {gen_ms:.0f} | "
+              + (f"{s.p99_ms:.2f} ({s.p99_max_ms:.2f}) | {s.rps:,.0f} | {s.util * 100:.0f}%"
+                 if s else " | | ") + f" | {hog_use} |")
+        w("")
+
     signs = {m["alg"]: float(m["signs_per_sec"]) for m in meta.get("sign", [])}
     if signs:
         w("Raw signing loop without HTTP, pinned to the server core: " + ", ".join(
@@ -119,7 +162,7 @@ def main():
               f"used {c.bg_util * 100:.1f}% of the shared core meanwhile (its idle key rotation).")
     if meta.get("keys"):
         w("")
-    for name in ("mem", "soak", "cold", "s6", "note"):
+    for name in ("mem", "soak", "cold", "s6", "load", "note"):
         for m in meta.get(name, []):
             w(f"- {name}: " + ", ".join(f"{k}={v}" for k, v in m.items()))
     w("")

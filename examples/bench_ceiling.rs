@@ -8,6 +8,10 @@
 //!   server, so the body is byte-identical) with the same headers the server sends;
 //!   `POST` (any path) drains the body and answers a token signing the same claims as
 //!   `POST /auth` with one cached aws-lc-rs key of `ALG`.
+//! - `... serve ... --tls-cert PEM --tls-key PEM`: the same over TLS with tokio-rustls and
+//!   the aws-lc-rs provider, configured as the server's listener is (TLS 1.3 and 1.2, no
+//!   client certificates, ALPN `http/1.1`) but with one fixed certificate: no reload, no
+//!   handshake timeout. The issuer in the claims becomes `https://`, as the server's does.
 //! - `bench_ceiling sign --alg ALG --secs S`: a raw signing loop without HTTP; prints
 //!   `signs_per_sec=<n>` for a token-sized message.
 //!
@@ -21,7 +25,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,10 +43,14 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 const USAGE: &str = "usage:
   bench_ceiling serve --port PORT --jwks FILE [--alg RS256|ES256|EdDSA]
+                      [--tls-cert PEM --tls-key PEM]
   bench_ceiling sign  [--alg RS256|ES256|EdDSA] [--secs SECONDS]";
 
 /// Token lifetime in the claims, as the server's default `--token-ttl 15m`.
@@ -140,7 +148,7 @@ struct Ceiling {
 }
 
 impl Ceiling {
-    fn new(alg: Alg, jwks: Bytes, port: u16) -> Result<Self, String> {
+    fn new(alg: Alg, jwks: Bytes, scheme: &str, port: u16) -> Result<Self, String> {
         let key = Key::generate(alg)?;
         // A kid of the same length as an RFC 7638 thumbprint (43 base64url characters).
         let kid = URL_SAFE_NO_PAD.encode(digest(&SHA256, alg.name().as_bytes()).as_ref());
@@ -150,7 +158,7 @@ impl Ceiling {
         Ok(Self {
             key,
             jws_header: URL_SAFE_NO_PAD.encode(header),
-            issuer: format!("http://127.0.0.1:{port}"),
+            issuer: format!("{scheme}://127.0.0.1:{port}"),
             jwks,
             etag: HeaderValue::from_str(&etag).map_err(|e| e.to_string())?,
         })
@@ -231,12 +239,29 @@ fn uuid_v4() -> Result<String, String> {
     ))
 }
 
-async fn serve(ceiling: Arc<Ceiling>, port: u16) -> Result<(), String> {
+/// The server's TLS configuration (`src/tls.rs`) without its reloading resolver: the
+/// aws-lc-rs provider, TLS 1.3 and 1.2, no client certificates, ALPN `http/1.1`.
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve(ceiling: Arc<Ceiling>, port: u16, tls: Option<TlsAcceptor>) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("bind {addr}: {e}"))?;
-    eprintln!("bench_ceiling listening on {addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("bench_ceiling listening on {scheme}://{addr}");
     let http = hyper::server::conn::http1::Builder::new();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -250,16 +275,25 @@ async fn serve(ceiling: Arc<Ceiling>, port: u16) -> Result<(), String> {
         let _ = stream.set_nodelay(true);
         let ceiling = Arc::clone(&ceiling);
         let service = hyper::service::service_fn(move |req| Arc::clone(&ceiling).answer(req));
-        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let Some(tls) = &tls else {
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            continue;
+        };
+        let (handshake, http) = (tls.accept(stream), http.clone());
         tokio::spawn(async move {
-            let _ = conn.await;
+            if let Ok(stream) = handshake.await {
+                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            }
         });
     }
 }
 
 /// Signs a token-sized message for `secs` seconds; returns signatures per second.
 fn sign_loop(alg: Alg, secs: f64) -> Result<f64, String> {
-    let ceiling = Ceiling::new(alg, Bytes::new(), 8080)?;
+    let ceiling = Ceiling::new(alg, Bytes::new(), "http", 8080)?;
     let message = {
         let mut t = ceiling.jws_header.clone();
         t.push('.');
@@ -294,6 +328,8 @@ struct Args {
     jwks: Option<PathBuf>,
     alg: Alg,
     secs: f64,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -305,6 +341,8 @@ fn parse_args() -> Result<Args, String> {
         jwks: None,
         alg: Alg::Rs256,
         secs: 3.0,
+        tls_cert: None,
+        tls_key: None,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -313,6 +351,8 @@ fn parse_args() -> Result<Args, String> {
             "--jwks" => args.jwks = Some(PathBuf::from(value)),
             "--alg" => args.alg = Alg::parse(&value).ok_or(format!("unknown alg {value}"))?,
             "--secs" => args.secs = value.parse().map_err(|e| format!("--secs: {e}"))?,
+            "--tls-cert" => args.tls_cert = Some(PathBuf::from(value)),
+            "--tls-key" => args.tls_key = Some(PathBuf::from(value)),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -324,12 +364,18 @@ fn run(args: Args) -> Result<(), String> {
         "serve" => {
             let path = args.jwks.ok_or("serve needs --jwks FILE")?;
             let jwks = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let ceiling = Arc::new(Ceiling::new(args.alg, Bytes::from(jwks), args.port)?);
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+                (None, None) => None,
+                _ => return Err("--tls-cert and --tls-key go together".into()),
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let ceiling = Ceiling::new(args.alg, Bytes::from(jwks), scheme, args.port)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?
-                .block_on(serve(ceiling, args.port))
+                .block_on(serve(Arc::new(ceiling), args.port, tls))
         }
         "sign" => {
             let rate = sign_loop(args.alg, args.secs)?;

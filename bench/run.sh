@@ -21,6 +21,7 @@
 #   S9_SECS   seconds of each rotation window of scenario 9 (20 / 10)
 #   S9_WARMUP seconds of load before it, rotating (6 / 4)
 #   S9_LOADS  scenario 9's loads ("saturated neveridle")
+#   S9_HOG_NICE the nice of the busy loop of scenario 9's neveridle load (0)
 #   S9_PATH   what scenario 9's load requests: jwks or auth (jwks)
 #   BIN_BEFORE a second server binary for scenario 9 (the "before" build); unset: skipped
 #   NO_BUILD=1 skips cargo build (uses what target/release holds)
@@ -46,6 +47,7 @@ CEIL_PORT=${CEIL_PORT:-18081}
 ADMIN_PORT=${ADMIN_PORT:-18082}
 PLAIN_PORT=${PLAIN_PORT:-18083}
 S9_LOADS=${S9_LOADS:-"saturated neveridle"}
+S9_HOG_NICE=${S9_HOG_NICE:-0}
 S9_PATH=${S9_PATH:-jwks}
 BIN_BEFORE=${BIN_BEFORE:-}
 OUT=${OUT:-$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -204,9 +206,10 @@ stop_twin() {
     fi
 }
 
-# Scenario 9's CPU hog: a busy loop at nice 19 on the server core, so that the core never
-# idles (SCHED_IDLE work cannot run) while it takes only ~1.5 % of the core (weight 15
-# against the server's 1024).
+# Scenario 9's CPU hog: a busy loop on the server core at nice S9_HOG_NICE, so that the
+# core never idles. At nice 0 it takes half the core from the server but leaves a
+# SCHED_IDLE thread 3/2051 of it; at nice 19 it takes only the server's gaps plus ~1.5 %,
+# but a SCHED_IDLE thread then gets a fifth of whatever gaps the server leaves.
 stop_hog() {
     if [[ -n $HOG_PID ]]; then
         kill "$HOG_PID" 2>/dev/null || true
@@ -547,17 +550,17 @@ fi
 # --- 9: rotation on a saturated core, before and after the spare successor (issue 14) --
 # Keys rotate every 2 s (RSA-2048) while wrk keeps 64 connections busy (S9_PATH: the JWKS
 # or POST /auth). Two loads: `saturated` is that load alone (the server ~99 % busy; its
-# core idles only in the gaps between wrk's answers), `neveridle` adds the nice-19 hog on
-# the server core, so that the core never idles at all and idle-priority work gets next
-# to nothing (SCHED_IDLE weighs 3 against the hog's 15). For each load and repetition the
-# builds are measured in turn, each from a fresh start: BIN_BEFORE when given (`before`),
-# the current build (`after`), and the current build at the hourly default rotation
-# (`static`: the load's p99 without key generation). Each gets S9_WARMUP s of load
-# (rotations included, so the spare is in its steady state), then S9_SECS s measured.
-# bench/rotation.py reads that window from the server's log and its /metrics (admin
-# port): each successor published, how late it was (its activation minus its
-# predecessor's planned retirement, which the rotator postpones when the successor comes
-# late), its publication lead, and the key generation time.
+# core idles only in the gaps between wrk's answers), `neveridle` adds the hog on the
+# server core, so that the core never idles at all and idle-priority work gets next to
+# nothing (SCHED_IDLE weighs 3 against a nice-0 task's 1024). For each load and
+# repetition the builds are measured in turn, each from a fresh start: BIN_BEFORE when
+# given (`before`), the current build (`after`), and the current build at the hourly
+# default rotation (`static`: the load's p99 without key generation). Each gets
+# S9_WARMUP s of load (rotations included, so the spare is in its steady state), then
+# S9_SECS s measured. bench/rotation.py reads that window from the server's log and its
+# /metrics (admin port): each successor published, how late it was (its activation minus
+# its predecessor's planned retirement, which the rotator postpones when the successor
+# comes late), its publication lead, and the key generation time.
 if has 9; then
     if [[ $S9_PATH == auth ]]; then s9_path=/auth s9_script=post.lua; else s9_path=$JWKS_PATH s9_script=get.lua; fi
     rot=(--rotation-interval 2s --publish-ahead 2s --jwks-max-age 1s --token-ttl 1s --clock-skew 0s)
@@ -580,7 +583,7 @@ if has 9; then
         SERVER_PID=$!
         wait_200 "http://$HOST:$PORT$JWKS_PATH" || { echo "bench: $label did not start" >&2; tail "$logfile" >&2; exit 1; }
         if [[ $load == neveridle ]]; then
-            taskset -c "$SERVER_CPU" nice -n 19 bash -c 'while :; do :; done' &
+            taskset -c "$SERVER_CPU" nice -n "$S9_HOG_NICE" bash -c 'while :; do :; done' &
             HOG_PID=$!
         fi
         log "$label, repetition $rep: ${S9_WARMUP}s of load, then ${S9_SECS}s measured"
@@ -595,7 +598,7 @@ if has 9; then
         curl -fs "http://$HOST:$ADMIN_PORT/metrics" >"$TMP/metrics-1"
         stop_hog
         stop_server
-        echo "meta s9 case=$label rep=$rep load=$load build=$build hog_ticks=$((h1 - h0)) $(python3 "$BENCH/rotation.py" \
+        echo "meta s9 case=$label rep=$rep load=$load build=$build hog_nice=$S9_HOG_NICE hog_ticks=$((h1 - h0)) $(python3 "$BENCH/rotation.py" \
             --log "$logfile" --from "$t0" --to "$t1" --interval-ms 2000 \
             --metrics "$TMP/metrics-0" "$TMP/metrics-1")" >>"$RESULTS"
     }

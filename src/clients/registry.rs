@@ -161,26 +161,17 @@ impl ClientRegistry {
     /// needs its own.
     #[must_use]
     pub fn authenticate(&self, id: &str, secret: Option<&str>) -> ClientAuth {
-        let snapshot = self.current.load();
-        match snapshot.clients.get(id) {
-            Some(client) => match (&client.secret_hash, secret) {
-                (Some(hash), Some(s)) if hash.matches(s) => {
-                    ClientAuth::Registered(Arc::clone(client))
-                }
+        match self.identify(id) {
+            ClientAuth::Registered(client) => match (&client.secret_hash, secret) {
+                (Some(hash), Some(s)) if hash.matches(s) => ClientAuth::Registered(client),
                 // RFC 6749 §2.1: a public client has no secret; it only identifies itself.
-                (None, None) => ClientAuth::Registered(Arc::clone(client)),
+                (None, None) => ClientAuth::Registered(client),
                 (None, Some(_)) => {
                     ClientAuth::Refused("a public client has no secret; send only client_id")
                 }
                 (Some(_), _) => ClientAuth::Refused("wrong or missing client secret"),
             },
-            None => match (self.mode, ClientId::parse(id)) {
-                (AuthMode::Open, Ok(id)) => ClientAuth::Open(id),
-                (AuthMode::Open, Err(_)) => {
-                    ClientAuth::Refused("a client id is 1 to 255 visible ASCII characters")
-                }
-                (AuthMode::Users, _) => ClientAuth::Refused("unknown client"),
-            },
+            other => other,
         }
     }
 }

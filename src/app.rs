@@ -142,6 +142,7 @@ pub async fn build_state(
         test_case_counts: Default::default(),
         password_limiter: limits.auth.clone(),
         token_limiter: limiter(settings.oauth.token_rate_limit),
+        authorize_limiter: limiter(settings.oauth.authorize_rate_limit),
         clock_skew_secs: i64::try_from(settings.keys.clock_skew.as_secs()).unwrap_or(60),
         signin: SignIn::new(signin_store, settings.oauth.session_ttl),
         // Over HTTPS here, or behind a TLS-terminating proxy that the issuer names.

@@ -293,6 +293,11 @@ pub struct ServeArgs {
     /// (unless `prompt=login` or `max_age` asks otherwise).
     #[arg(long, env = "JWKS_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
     pub session_ttl: Duration,
+    /// Most `GET`/`POST /authorize` requests per client IP in any rolling second; 0 turns
+    /// it off. Each sign-in page shown stores a pending request for 10 minutes: this
+    /// bounds how many one address can store.
+    #[arg(long, env = "JWKS_AUTHORIZE_RATE_LIMIT", default_value_t = 20)]
+    pub authorize_rate_limit: u32,
     /// PEM file with the TLS certificate chain, leaf first; with --tls-key, the server
     /// speaks HTTPS only. Reloaded on SIGHUP and when the file changes.
     #[arg(long, env = "JWKS_TLS_CERT", value_name = "PEM")]

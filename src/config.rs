@@ -173,13 +173,15 @@ pub enum AdminTokenSource {
     File(std::path::PathBuf),
 }
 
-/// The OAuth 2.0 token endpoint (`POST /token`).
+/// The OAuth 2.0 endpoints: `POST /token` and interactive sign-in.
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
     /// `POST /token` requests per client IP per rolling second; 0 is off.
     pub token_rate_limit: u32,
     /// How long a sign-in session lasts.
     pub session_ttl: Duration,
+    /// `/authorize` requests per client IP per rolling second; 0 is off.
+    pub authorize_rate_limit: u32,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -291,6 +293,7 @@ impl Settings {
             oauth: OAuthSettings {
                 token_rate_limit: args.token_rate_limit,
                 session_ttl: args.session_ttl,
+                authorize_rate_limit: args.authorize_rate_limit,
             },
         })
     }

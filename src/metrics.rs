@@ -55,6 +55,10 @@ pub struct RequestMetrics {
     code_tokens: Counter,
     /// Sign-in form submissions: `[failed, succeeded]`.
     signins: [Counter; 2],
+    /// 429s of `/token` and `/authorize`, whose handlers check their own limits (those
+    /// of `/auth` and `/register` are counted by their middleware).
+    token_limited: Counter,
+    authorize_limited: Counter,
     rate_limited: Family<Labels, Counter>,
     tokens: Family<Labels, Counter>,
 }
@@ -101,6 +105,8 @@ impl RequestMetrics {
                 signins.get_or_create_owned(&vec![("outcome", "refused")]),
                 signins.get_or_create_owned(&vec![("outcome", "signed_in")]),
             ],
+            token_limited: rate_limited.get_or_create_owned(&vec![("route", "/token")]),
+            authorize_limited: rate_limited.get_or_create_owned(&vec![("route", "/authorize")]),
             rate_limited,
             tokens: tokens.clone(),
         }
@@ -129,6 +135,16 @@ impl RequestMetrics {
     /// Tokens issued for an authorization code at `/token`.
     pub fn code_token(&self) {
         self.code_tokens.inc();
+    }
+
+    /// A `/token` request refused with 429.
+    pub fn token_limited(&self) {
+        self.token_limited.inc();
+    }
+
+    /// An `/authorize` request refused with 429.
+    pub fn authorize_limited(&self) {
+        self.authorize_limited.inc();
     }
 
     /// A sign-in form submitted with wrong credentials (`false`) or signed in (`true`).

@@ -16,6 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
 use super::body::{media_type, read_body};
+use super::error::ApiError;
+use super::form::fields;
 use super::limit::{ClientIp, retry_after_secs};
 use super::pages::{self, SignInForm};
 use super::state::AppState;
@@ -60,66 +62,125 @@ struct AuthParams<'a> {
     request: Option<Cow<'a, str>>,
     request_uri: Option<Cow<'a, str>>,
     /// The first parameter given twice.
-    repeated: Option<String>,
+    repeated: Option<&'static str>,
 }
 
 impl<'a> AuthParams<'a> {
     fn parse(input: &'a [u8]) -> Self {
-        let mut params = Self::default();
-        for (key, value) in form_urlencoded::parse(input) {
-            let slot = match key.as_ref() {
-                "response_type" => &mut params.response_type,
-                "client_id" => &mut params.client_id,
-                "redirect_uri" => &mut params.redirect_uri,
-                "scope" => &mut params.scope,
-                "state" => &mut params.state,
-                "nonce" => &mut params.nonce,
-                "code_challenge" => &mut params.code_challenge,
-                "code_challenge_method" => &mut params.code_challenge_method,
-                "prompt" => &mut params.prompt,
-                "login_hint" => &mut params.login_hint,
-                "max_age" => &mut params.max_age,
-                "response_mode" => &mut params.response_mode,
-                "request" => &mut params.request,
-                "request_uri" => &mut params.request_uri,
-                _ => continue,
-            };
-            if slot.is_some() {
-                params
-                    .repeated
-                    .get_or_insert_with(|| key.clone().into_owned());
-            }
-            // RFC 6749 §3.1: a parameter without a value is treated as omitted.
-            if !value.is_empty() {
-                *slot = Some(value);
-            }
+        let form = fields(
+            input,
+            [
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "state",
+                "nonce",
+                "code_challenge",
+                "code_challenge_method",
+                "prompt",
+                "login_hint",
+                "max_age",
+                "response_mode",
+                "request",
+                "request_uri",
+            ],
+        );
+        let [
+            response_type,
+            client_id,
+            redirect_uri,
+            scope,
+            state,
+            nonce,
+            code_challenge,
+            code_challenge_method,
+            prompt,
+            login_hint,
+            max_age,
+            response_mode,
+            request,
+            request_uri,
+        ] = form.values;
+        Self {
+            response_type,
+            client_id,
+            redirect_uri,
+            scope,
+            state,
+            nonce,
+            code_challenge,
+            code_challenge_method,
+            prompt,
+            login_hint,
+            max_age,
+            response_mode,
+            request,
+            request_uri,
+            repeated: form.repeated,
         }
-        params
     }
 }
 
 /// A problem answered as a page: the request cannot be trusted to redirect.
-struct PageError {
+pub(super) struct PageError {
     status: StatusCode,
     title: &'static str,
     message: String,
+    /// `Retry-After` in seconds, for a rate-limited request.
+    retry_after_secs: Option<u64>,
 }
 
 impl PageError {
-    fn bad(title: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn bad(title: &'static str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             title,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
-    fn into_response(self) -> Response {
-        pages::page(
+    /// A form body that could not be read: 413 and 408 keep their status (RFC 9110
+    /// §15.5.14, §15.5.9), anything else is 400.
+    pub(super) fn unreadable(error: &ApiError) -> Self {
+        let status = match error {
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            status,
+            ..Self::bad("Invalid request", error.to_string())
+        }
+    }
+
+    /// Too many requests from this address (RFC 6585 §4).
+    fn limited(retry_after_secs: u64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::bad(
+                "Too many requests",
+                format!(
+                    "Too many sign-in requests from your address. Wait {retry_after_secs} s and try again."
+                ),
+            )
+        }
+    }
+
+    pub(super) fn into_response(self) -> Response {
+        let mut response = pages::page(
             self.status,
             pages::error_page(self.title, &self.message),
             None,
-        )
+        );
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -134,6 +195,7 @@ impl From<SignInError> for PageError {
             title: "Try again shortly",
             message: "The sign-in service cannot reach its database right now. Try again shortly."
                 .into(),
+            retry_after_secs: None,
         }
     }
 }
@@ -234,8 +296,20 @@ pub(super) fn set_cookie(
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
-/// `GET`/`POST /authorize`.
-pub(super) async fn authorize(State(state): State<AppState>, request: Request) -> Response {
+/// `GET`/`POST /authorize`; `HEAD` validates like `GET` and answers its headers, but
+/// stores nothing (RFC 9110 §9.2.1: a safe method).
+pub(super) async fn authorize(
+    State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
+    request: Request,
+) -> Response {
+    // Before the request is read: a limited request costs no parsing and stores nothing.
+    if let (Some(limiter), Some(ip)) = (&state.authorize_limiter, client_ip)
+        && let Decision::Limited { retry_after } = limiter.check(ip, Instant::now())
+    {
+        state.requests.authorize_limited();
+        return PageError::limited(retry_after_secs(retry_after)).into_response();
+    }
     let (parts, body) = request.into_parts();
     let input = if parts.method == Method::POST {
         // OpenID Connect Core §3.1.2.1: POST sends the same parameters as a form.
@@ -248,9 +322,7 @@ pub(super) async fn authorize(State(state): State<AppState>, request: Request) -
         }
         match read_body(&parts.headers, body, state.body_timeout).await {
             Ok(bytes) => bytes.to_vec(),
-            Err(error) => {
-                return PageError::bad("Invalid request", error.to_string()).into_response();
-            }
+            Err(error) => return PageError::unreadable(&error).into_response(),
         }
     } else {
         parts.uri.query().unwrap_or("").as_bytes().to_vec()
@@ -272,7 +344,18 @@ pub(super) async fn authorize(State(state): State<AppState>, request: Request) -
         .filter(|p| !p.is_empty())
         .collect();
     let now = state.clock.now();
-    match answer(&state, &parts.headers, &target, request, &prompts, now).await {
+    let head = parts.method == Method::HEAD;
+    match answer(
+        &state,
+        &parts.headers,
+        &target,
+        request,
+        &prompts,
+        head,
+        now,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -286,7 +369,6 @@ fn resolve_target<'s>(
 ) -> Result<Target<'s>, PageError> {
     if let Some(name) = params
         .repeated
-        .as_deref()
         .filter(|n| matches!(*n, "client_id" | "redirect_uri"))
     {
         return Err(PageError::bad(
@@ -579,12 +661,15 @@ fn scope(requested: Option<&str>, client: Option<&Client>) -> Result<Option<Stri
 
 /// Answers a valid request: a code at once from a session that satisfies it, else the
 /// sign-in page (or `login_required` for `prompt=none`, OpenID Connect Core §3.1.2.6).
+/// For `head`, the sign-in page's headers and nothing stored: neither a code nor a
+/// pending request.
 async fn answer(
     state: &AppState,
     headers: &HeaderMap,
     target: &Target<'_>,
     request: AuthorizationRequest,
     prompts: &[&str],
+    head: bool,
     now: UnixMillis,
 ) -> Result<Response, PageError> {
     let force = prompts
@@ -601,15 +686,22 @@ async fn answer(
                 .max_age
                 .is_none_or(|max| now_secs.saturating_sub(identity.auth_time) <= max)
     });
-    if let Some(identity) = usable {
-        return complete(state, request, identity, now).await;
-    }
-    if prompts.contains(&"none") {
+    if usable.is_none() && prompts.contains(&"none") {
         return Ok(error_redirect(
             state,
             target,
             &redirected("login_required", "the user is not signed in"),
         ));
+    }
+    if head {
+        return Ok(pages::page(
+            StatusCode::OK,
+            String::new(),
+            Some(&request.redirect_uri),
+        ));
+    }
+    if let Some(identity) = usable {
+        return complete(state, request, identity, now).await;
     }
     let browser = match cookie(headers, BROWSER_COOKIE).and_then(Handle::parse) {
         Some(handle) => (handle, false),
@@ -663,16 +755,6 @@ async fn complete(
     Ok(redirect_to(&redirect_uri, &params))
 }
 
-/// The fields of the sign-in form.
-#[derive(Debug, Default)]
-struct SignInFields<'a> {
-    request: Option<Cow<'a, str>>,
-    csrf: Option<Cow<'a, str>>,
-    username: Option<Cow<'a, str>>,
-    password: Option<Cow<'a, str>>,
-    claims: Option<Cow<'a, str>>,
-}
-
 /// `POST /signin`: the sign-in form.
 pub(super) async fn signin(
     State(state): State<AppState>,
@@ -693,25 +775,18 @@ async fn signin_inner(
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body, state.body_timeout)
         .await
-        .map_err(|e| PageError::bad("Invalid request", e.to_string()))?;
-    let mut fields = SignInFields::default();
-    for (key, value) in form_urlencoded::parse(&bytes) {
-        let slot = match key.as_ref() {
-            "request" => &mut fields.request,
-            "csrf" => &mut fields.csrf,
-            "username" => &mut fields.username,
-            "password" => &mut fields.password,
-            "claims" => &mut fields.claims,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(PageError::bad(
-                "Invalid request",
-                format!("The field {key} is given more than once."),
-            ));
-        }
-        *slot = Some(value);
+        .map_err(|e| PageError::unreadable(&e))?;
+    let form = fields(
+        &bytes,
+        ["request", "csrf", "username", "password", "claims"],
+    );
+    if let Some(name) = form.repeated {
+        return Err(PageError::bad(
+            "Invalid request",
+            format!("The field {name} is given more than once."),
+        ));
     }
+    let [request, csrf, username, password, claims] = form.values;
     let expired = || {
         PageError::bad(
             "Sign-in expired",
@@ -719,8 +794,7 @@ async fn signin_inner(
              Go back to the application and start again.",
         )
     };
-    let handle = fields
-        .request
+    let handle = request
         .as_deref()
         .and_then(Handle::parse)
         .ok_or_else(expired)?;
@@ -735,7 +809,7 @@ async fn signin_inner(
     let browser_ok = cookie(&parts.headers, BROWSER_COOKIE)
         .and_then(Handle::parse)
         .is_some_and(|b| b.hash().as_str() == pending.browser);
-    let csrf_ok = fields.csrf.as_deref().is_some_and(|c| {
+    let csrf_ok = csrf.as_deref().is_some_and(|c| {
         aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), pending.csrf.as_bytes())
             .is_ok()
     });
@@ -751,8 +825,8 @@ async fn signin_inner(
         .map_or(pending.request.client_id.clone(), |c| {
             c.display_name().to_owned()
         });
-    let username = fields.username.as_deref().unwrap_or("").trim().to_owned();
-    let claims_text = fields.claims.as_deref().unwrap_or("").to_owned();
+    let username = username.as_deref().unwrap_or("").trim().to_owned();
+    let claims_text = claims.as_deref().unwrap_or("").to_owned();
     let again = |status: StatusCode, message: &str| {
         pages::page(
             status,
@@ -777,7 +851,7 @@ async fn signin_inner(
             &format!("Enter a username (1 to {MAX_USERNAME_CHARS} characters)."),
         ));
     }
-    let password = fields.password.as_deref().filter(|p| !p.is_empty());
+    let password = password.as_deref().filter(|p| !p.is_empty());
     if users_mode && password.is_none() {
         return Ok(again(StatusCode::BAD_REQUEST, "Enter your password."));
     }
@@ -865,7 +939,7 @@ mod tests {
         let p = AuthParams::parse(b"client_id=a&scope=openid+email&state=&scope=x");
         assert_eq!(p.client_id.as_deref(), Some("a"));
         assert_eq!(p.state, None);
-        assert_eq!(p.repeated.as_deref(), Some("scope"));
+        assert_eq!(p.repeated, Some("scope"));
     }
 
     #[test]

@@ -5,28 +5,19 @@
 //! expired one is accepted, §2); a redirect URI that is not the client's is never
 //! followed (§3: it must match a registered one exactly).
 
-use std::borrow::Cow;
-
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::authorize::{SESSION_COOKIE, cookie, is_web_uri, set_cookie};
+use super::authorize::{PageError, SESSION_COOKIE, cookie, is_web_uri, set_cookie};
 use super::body::{media_type, read_body};
+use super::form::fields;
 use super::pages;
 use super::state::AppState;
 use crate::clients::ClientAuth;
 use crate::signin::Handle;
 use crate::token::verify_own;
-
-#[derive(Debug, Default)]
-struct LogoutParams<'a> {
-    id_token_hint: Option<Cow<'a, str>>,
-    client_id: Option<Cow<'a, str>>,
-    post_logout_redirect_uri: Option<Cow<'a, str>>,
-    state: Option<Cow<'a, str>>,
-}
 
 fn refuse(message: impl Into<String>) -> Response {
     pages::page(
@@ -44,31 +35,33 @@ pub(super) async fn logout(State(state): State<AppState>, request: Request) -> R
     {
         match read_body(&parts.headers, body, state.body_timeout).await {
             Ok(bytes) => bytes.to_vec(),
-            Err(error) => return refuse(error.to_string()),
+            Err(error) => return PageError::unreadable(&error).into_response(),
         }
     } else {
         parts.uri.query().unwrap_or("").as_bytes().to_vec()
     };
-    let mut params = LogoutParams::default();
-    for (key, value) in form_urlencoded::parse(&input) {
-        let slot = match key.as_ref() {
-            "id_token_hint" => &mut params.id_token_hint,
-            "client_id" => &mut params.client_id,
-            "post_logout_redirect_uri" => &mut params.post_logout_redirect_uri,
-            "state" => &mut params.state,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return refuse(format!("The parameter {key} is given more than once."));
-        }
-        if !value.is_empty() {
-            *slot = Some(value);
-        }
+    let form = fields(
+        &input,
+        [
+            "id_token_hint",
+            "client_id",
+            "post_logout_redirect_uri",
+            "state",
+        ],
+    );
+    if let Some(name) = form.repeated {
+        return refuse(format!("The parameter {name} is given more than once."));
     }
+    let [
+        id_token_hint,
+        client_id,
+        post_logout_redirect_uri,
+        client_state,
+    ] = form.values;
     let now = state.clock.now();
     // The hint's audience names the client; its signature must be ours, its expiry is
     // not checked (RP-Initiated Logout §2).
-    let hinted = match params.id_token_hint.as_deref() {
+    let hinted = match id_token_hint.as_deref() {
         None => None,
         Some(hint) => {
             let set = state.keys.load();
@@ -86,14 +79,14 @@ pub(super) async fn logout(State(state): State<AppState>, request: Request) -> R
             }
         }
     };
-    let client_id = match (params.client_id.as_deref(), hinted.as_deref()) {
+    let client_id = match (client_id.as_deref(), hinted.as_deref()) {
         (Some(a), Some(b)) if a != b => {
             return refuse("client_id is not the audience of the id_token_hint.");
         }
         (Some(id), _) | (None, Some(id)) => Some(id.to_owned()),
         (None, None) => None,
     };
-    let redirect = match params.post_logout_redirect_uri.as_deref() {
+    let redirect = match post_logout_redirect_uri.as_deref() {
         None => None,
         Some(uri) => {
             let Some(id) = client_id.as_deref() else {
@@ -140,7 +133,7 @@ pub(super) async fn logout(State(state): State<AppState>, request: Request) -> R
     let mut response = match redirect {
         Some(uri) => {
             let mut query = form_urlencoded::Serializer::new(String::new());
-            if let Some(s) = params.state.as_deref() {
+            if let Some(s) = client_state.as_deref() {
                 query.append_pair("state", s);
             }
             let query = query.finish();

@@ -12,6 +12,7 @@ mod authorize;
 mod body;
 mod discovery;
 mod error;
+mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;

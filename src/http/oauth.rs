@@ -1,5 +1,5 @@
 //! What `/token` and `/introspect` share: the form body of RFC 6749 §3.2 (each
-//! parameter at most once, unknown ones ignored, empty ones omitted), client
+//! parameter at most once, unknown ones ignored, empty ones omitted: [`super::form`]), client
 //! authentication by HTTP Basic or body parameters (§2.3.1), and the `no-store`
 //! headers of every answer (§5.1).
 
@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::body::{is_json, media_type};
 use super::error::ApiError;
+use super::form::fields;
 use super::state::AppState;
 use std::sync::Arc;
 
@@ -61,39 +62,63 @@ impl<'a> Params<'a> {
                 "a JSON body is not accepted: {form}"
             )));
         }
-        let mut params = Self::default();
-        let mut seen: u16 = 0;
-        for (key, value) in form_urlencoded::parse(body) {
-            let (bit, slot) = match key.as_ref() {
-                "grant_type" => (0, &mut params.grant_type),
-                "client_id" => (1, &mut params.client_id),
-                "client_secret" => (2, &mut params.client_secret),
-                "scope" => (3, &mut params.scope),
-                "username" => (4, &mut params.username),
-                "password" => (5, &mut params.password),
-                "audience" => (6, &mut params.audience),
-                "resource" => (7, &mut params.resource),
-                "claims" => (8, &mut params.claims),
-                "test_case" => (9, &mut params.test_case),
-                "token" => (10, &mut params.token),
-                "code" => (11, &mut params.code),
-                "redirect_uri" => (12, &mut params.redirect_uri),
-                "code_verifier" => (13, &mut params.code_verifier),
-                _ => continue,
-            };
-            // RFC 6749 §3.2: "parameters MUST NOT be included more than once".
-            if seen & (1 << bit) != 0 {
-                return Err(ApiError::InvalidRequest(format!(
-                    "the parameter '{key}' is given more than once"
-                )));
-            }
-            seen |= 1 << bit;
-            // RFC 6749 §3.1: a parameter without a value is treated as omitted.
-            if !value.is_empty() {
-                *slot = Some(value);
-            }
+        let form = fields(
+            body,
+            [
+                "grant_type",
+                "client_id",
+                "client_secret",
+                "scope",
+                "username",
+                "password",
+                "audience",
+                "resource",
+                "claims",
+                "test_case",
+                "token",
+                "code",
+                "redirect_uri",
+                "code_verifier",
+            ],
+        );
+        // RFC 6749 §3.2: "parameters MUST NOT be included more than once".
+        if let Some(name) = form.repeated {
+            return Err(ApiError::InvalidRequest(format!(
+                "the parameter '{name}' is given more than once"
+            )));
         }
-        Ok(params)
+        let [
+            grant_type,
+            client_id,
+            client_secret,
+            scope,
+            username,
+            password,
+            audience,
+            resource,
+            claims,
+            test_case,
+            token,
+            code,
+            redirect_uri,
+            code_verifier,
+        ] = form.values;
+        Ok(Self {
+            grant_type,
+            client_id,
+            client_secret,
+            scope,
+            username,
+            password,
+            audience,
+            resource,
+            claims,
+            test_case,
+            token,
+            code,
+            redirect_uri,
+            code_verifier,
+        })
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Shared {
     pub password_limiter: Option<Arc<RateLimiter>>,
     /// The `POST /token` limiter (`--token-rate-limit`), checked before the body is read.
     pub token_limiter: Option<Arc<RateLimiter>>,
+    /// The `/authorize` limiter (`--authorize-rate-limit`), checked before the request
+    /// is read: each sign-in page shown stores a pending request.
+    pub authorize_limiter: Option<Arc<RateLimiter>>,
     /// `--clock-skew` in seconds, allowed on `exp`/`nbf` at `/introspect`.
     pub clock_skew_secs: i64,
     /// Interactive sign-in's shared state (pending requests, sessions, codes).

@@ -82,6 +82,7 @@ async fn grant(
     if let (Some(limiter), Some(ip)) = (&state.token_limiter, client_ip)
         && let Decision::Limited { retry_after } = limiter.check(ip, Instant::now())
     {
+        state.requests.token_limited();
         return Err(ApiError::RateLimited {
             retry_after_secs: retry_after_secs(retry_after),
         });

@@ -1097,3 +1097,103 @@ async fn userinfo_answers_an_openid_access_token_and_challenges_everything_else(
     }
     app.stop().await;
 }
+
+/// The rows of `signin_state` (pending requests, sessions, codes) in the app's database.
+async fn stored_signin_rows(app: &TestApp) -> i64 {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.dir.path().join("jwks.db"))
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("reader");
+    let rows = sqlx::query_scalar("SELECT COUNT(*) FROM signin_state")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    rows
+}
+
+#[tokio::test]
+async fn head_of_authorize_answers_the_page_headers_and_stores_nothing() {
+    let app = spawn_app_with(&[]).await;
+    let path = authorize_path("spa-test", &pkce(), "");
+    let head = app.send(Method::HEAD, &path, &[], "").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(head.header("content-security-policy").is_some());
+    assert!(head.header("set-cookie").is_none());
+    assert_eq!(stored_signin_rows(&app).await, 0);
+    // HEAD validates as GET does: a bad request is refused the same way.
+    let bad = app
+        .send(Method::HEAD, "/authorize?client_id=x", &[], "")
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // GET shows the page and stores its pending request.
+    let (mut browser, _) = sign_in(&app, "spa-test", "username=erin").await;
+    let signed_in = stored_signin_rows(&app).await;
+    assert!(signed_in >= 1, "the session is stored");
+    // With a session, GET would issue a code at once; HEAD issues none.
+    let cookie = format!(
+        "jwks_session={}",
+        browser.cookie("jwks_session").expect("session")
+    );
+    let head = app
+        .send(Method::HEAD, &path, &[("cookie", cookie.as_str())], "")
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.header("location").is_none());
+    assert_eq!(stored_signin_rows(&app).await, signed_in);
+    let get = browser.get(&app, &path).await;
+    assert!(redirect_params(&get).contains_key("code"));
+    assert_eq!(stored_signin_rows(&app).await, signed_in + 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn authorize_has_its_own_rate_limit_counted_in_metrics() {
+    let app = spawn_app_with(&["--authorize-rate-limit", "2", "--admin-port", "0"]).await;
+    let path = authorize_path("spa-test", &pkce(), "");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(app.get(&path).await);
+    }
+    assert_eq!(statuses[0].status, StatusCode::OK);
+    let limited = statuses.last().expect("three");
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").is_some());
+    assert!(html(limited).contains("Too many sign-in requests"));
+    // Refused before anything is stored: two pages, two pending requests.
+    assert_eq!(stored_signin_rows(&app).await, 2);
+    let metrics = app.admin_send(Method::GET, "/metrics", &[], "").await;
+    let text = String::from_utf8(metrics.body.to_vec()).expect("utf-8");
+    assert!(
+        text.lines()
+            .any(|l| l == r#"jwks_rate_limited_requests_total{route="/authorize"} 1"#),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_sign_in_form_is_answered_413_as_a_page() {
+    let app = spawn_app_with(&[]).await;
+    let big = format!("username={}", "a".repeat(70_000));
+    for path in ["/signin", "/authorize", "/logout"] {
+        let res = app
+            .send(
+                Method::POST,
+                path,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                big.clone(),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert!(html(&res).contains("Invalid request"), "{path}");
+    }
+    app.stop().await;
+}

@@ -66,7 +66,7 @@ for configuration in "${configurations[@]}"; do
     # Port 0: the server picks a free port and logs it; no race with other listeners.
     # shellcheck disable=SC2086 # the configuration is a list of flags
     "$bin" --host 127.0.0.1 --port 0 --database :memory: \
-        --auth-rate-limit 0 --register-rate-limit 0 --token-rate-limit 0 $configuration >"$log" 2>&1 &
+        --auth-rate-limit 0 --register-rate-limit 0 --token-rate-limit 0 --authorize-rate-limit 0 $configuration >"$log" 2>&1 &
     server_pid=$!
     addr=""
     for _ in $(seq 1 300); do

@@ -2,9 +2,10 @@
 //! or HTTP Basic; none at all is fine (the subject is then `anonymous`). Any other
 //! `Authorization` scheme (e.g. a `Bearer` token added by a client library) is ignored.
 
-use axum::Json;
+use axum::body::Body;
 use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use crate::users::{AuthOutcome, DenyReason, Password};
 
 use super::body::{is_json, media_type, read_body};
 use super::error::ApiError;
+use super::json::JsonObject;
 use super::limit::ClientIp;
 use super::state::AppState;
 
@@ -32,6 +34,18 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The same JWT under its OAuth 2.0 name (RFC 6749 §5.1), for clients that look for it.
     pub access_token: String,
+}
+
+/// The `/auth` body for `token`: the bytes `serde_json` writes for a [`TokenResponse`],
+/// without its escaper's pass over the token or a copy of it for the second name
+/// ([`JsonObject`]).
+fn token_json(token: &str, expires_in: i64) -> Vec<u8> {
+    let mut object = JsonObject::with_capacity(2 * token.len() + 96);
+    object.string("token", token);
+    object.string("token_type", "Bearer");
+    object.integer("expires_in", expires_in);
+    object.string("access_token", token);
+    object.finish()
 }
 
 /// Credentials presented at `/auth`, from whichever source carried them.
@@ -54,7 +68,7 @@ pub(super) async fn token_issue(
     RawQuery(query): RawQuery,
     ClientIp(client): ClientIp,
     credentials: Credentials,
-) -> Result<([(header::HeaderName, HeaderValue); 1], Json<TokenResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let expired = expired_param(query.as_deref())?;
     let password = credentials.password.map(Password::new);
     let grant = if credentials.username.is_some() {
@@ -93,15 +107,15 @@ pub(super) async fn token_issue(
         state.issuer.issue(key, &subject, now)?
     };
     state.requests.auth_token(grant, expired);
-    Ok((
-        [no_store()],
-        Json(TokenResponse {
-            access_token: issued.token.clone(),
-            token: issued.token,
-            token_type: "Bearer",
-            expires_in: issued.expires_in,
-        }),
-    ))
+    let mut response = Response::new(Body::from(token_json(&issued.token, issued.expires_in)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let (name, value) = no_store();
+    headers.insert(name, value);
+    Ok(response)
 }
 
 /// `Cache-Control: no-store` for a response that carries a token or a password: no
@@ -234,6 +248,21 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<Credentials>, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_auth_body_is_the_json_serde_writes_for_its_type() {
+        let response = TokenResponse {
+            token: "eyJhbGciOiJFUzI1NiJ9.e30.c2ln".into(),
+            token_type: "Bearer",
+            expires_in: 900,
+            access_token: "eyJhbGciOiJFUzI1NiJ9.e30.c2ln".into(),
+        };
+        let serde = serde_json::to_string(&response).expect("json");
+        assert_eq!(
+            String::from_utf8(token_json(&response.token, 900)).expect("utf-8"),
+            serde
+        );
+    }
     use axum::http::HeaderValue;
 
     #[test]

@@ -17,6 +17,7 @@ mod form;
 pub mod fuzzing;
 mod health;
 mod introspect;
+mod json;
 mod jwks;
 mod limit;
 mod logout;

@@ -269,6 +269,11 @@ impl Metrics {
             lifecycle.store_last_success.clone(),
         );
         registry.register(
+            "jwks_postponed_retirements",
+            "Retirements postponed because the successor key was late (the old key signed on: no gap)",
+            lifecycle.postponed_retirements.clone(),
+        );
+        registry.register(
             "jwks_spare_key_ready",
             "1 while a successor key is generated ahead of need and waiting",
             lifecycle.spare_ready.clone(),

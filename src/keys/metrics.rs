@@ -1,5 +1,5 @@
 //! What the key lifecycle counts: rotations and their failures, revocations, keys that
-//! signed without pre-publication, key generation time, and store operations. Plain
+//! signed without pre-publication, retirements postponed for a late successor, key generation time, and store operations. Plain
 //! Prometheus client types, so `crate::metrics` registers them without `keys/` knowing
 //! about the registry; every update is an atomic add.
 
@@ -35,6 +35,9 @@ pub struct LifecycleMetrics {
     pub store_last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// 1 while a spare successor is generated and waiting, else 0.
     pub spare_ready: Gauge,
+    /// Retirements postponed because the successor was late: the old key went on
+    /// signing, so there was never a moment without an active key.
+    pub postponed_retirements: Counter,
 }
 
 impl Default for LifecycleMetrics {
@@ -54,6 +57,7 @@ impl Default for LifecycleMetrics {
             store_errors: Family::default(),
             store_last_success: Gauge::default(),
             spare_ready: Gauge::default(),
+            postponed_retirements: Counter::default(),
         }
     }
 }

@@ -302,6 +302,9 @@ impl Rotator {
                 .filter(|k| k.schedule.state_at(now) == KeyState::Active)
                 .count();
             self.metrics.immediate_activations.inc_by(immediate as u64);
+            self.metrics
+                .postponed_retirements
+                .inc_by(change.reschedule.len() as u64);
             log_change(&change, &self.keys.load(), self.clock.now());
         }
         self.refill_spare();
@@ -683,6 +686,7 @@ mod tests {
         for t in (now..next.schedule.retires_at).step_by(500) {
             assert_eq!(active_count(&set, t), 1, "at {t}");
         }
+        assert_eq!(rotator.metrics().postponed_retirements.get(), 1);
     }
 
     #[tokio::test]

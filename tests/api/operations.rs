@@ -295,6 +295,11 @@ async fn metrics_follow_the_lifecycle_as_it_moves() {
     );
     assert_eq!(sample(&text, "jwks_active_key_age_seconds", &[]), Some(0.0));
     assert_eq!(sample(&text, "jwks_publish_ahead_seconds", &[]), Some(20.0));
+    // Nothing was late: no retirement waited for its successor.
+    assert_eq!(
+        sample(&text, "jwks_postponed_retirements_total", &[]),
+        Some(0.0)
+    );
     assert_eq!(
         sample(
             &text,

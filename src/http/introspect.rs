@@ -1,5 +1,6 @@
 //! `POST /introspect` (RFC 7662): whether a token is an active token of ours, checked
-//! against the in-memory key set only. The caller authenticates as a client like at
+//! against the in-memory key set, and for a token of the authorization code grant
+//! against the revocations a reused code made ([`is_revoked`]). The caller authenticates as a client like at
 //! `/token` (any client in open mode, a registered one in users mode).
 
 use axum::Json;
@@ -25,6 +26,29 @@ const ANSWERED_CLAIMS: [&str; 9] = [
     "nbf",
     "jti",
 ];
+
+/// Whether `claims` are those of an access token revoked because the code that bought
+/// it was used twice (RFC 6749 §4.1.2). Only tokens of the authorization code grant
+/// (those with `auth_time`) can be, so only they cost a database read.
+///
+/// # Errors
+/// 503 when the database cannot say.
+pub(super) async fn is_revoked(
+    state: &AppState,
+    claims: &Map<String, Value>,
+    now: crate::keys::UnixMillis,
+) -> Result<bool, ApiError> {
+    let (Some(_), Some(Value::String(jti))) = (claims.get("auth_time"), claims.get("jti")) else {
+        return Ok(false);
+    };
+    state.signin.is_revoked(jti, now).await.map_err(|error| {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "cannot read token revocations"
+        );
+        ApiError::Unavailable("the sign-in database is unreachable; try again shortly")
+    })
+}
 
 /// `POST /introspect`, answered with no-store.
 pub(super) async fn token_introspect(State(state): State<AppState>, request: Request) -> Response {
@@ -56,6 +80,9 @@ async fn introspect(state: &AppState, request: Request) -> Result<Json<Value>, A
         // RFC 7662 §2.2: an inactive token is `{"active": false}` and nothing else.
         return Ok(Json(serde_json::json!({"active": false})));
     };
+    if is_revoked(state, &claims, now).await? {
+        return Ok(Json(serde_json::json!({"active": false})));
+    }
     let mut answer = Map::new();
     answer.insert("active".into(), Value::Bool(true));
     for name in ANSWERED_CLAIMS {

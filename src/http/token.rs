@@ -21,7 +21,7 @@ use super::oauth::{Caller, Params, authenticate_client, no_store};
 use super::state::AppState;
 use crate::clients::{GrantType, check_claims, is_scope_token};
 use crate::ratelimit::Decision;
-use crate::signin::{has_scope, pkce_matches};
+use crate::signin::{Redemption, SignInError, has_scope, pkce_matches};
 use crate::token::{AccessGrant, IdGrant, TestCase, WRONG_AUDIENCE};
 use crate::users::{AuthMode, AuthOutcome, Password};
 
@@ -252,17 +252,25 @@ async fn code_grant(
             "the authorization code is invalid, expired, already used, or was issued to another client".into(),
         )
     };
+    let unavailable = |e: SignInError| {
+        tracing::warn!(error = &e as &dyn std::error::Error, "cannot redeem a code");
+        ApiError::Unavailable("the sign-in database is unreachable; try again shortly")
+    };
     // Taken before it is checked: a code presented with the wrong client, redirect URI
     // or verifier is spent, so it cannot be tried again (RFC 6749 §10.5).
-    let grant = state
-        .signin
-        .redeem(code, now)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = &e as &dyn std::error::Error, "cannot redeem a code");
-            ApiError::Unavailable("the sign-in database is unreachable; try again shortly")
-        })?
-        .ok_or_else(invalid)?;
+    let grant = match state.signin.redeem(code, now).await.map_err(unavailable)? {
+        Redemption::Granted(grant) => grant,
+        Redemption::Replayed => {
+            // RFC 6749 §4.1.2, §10.5: a code used twice is refused, and the access token
+            // it bought is revoked (at /introspect and /userinfo: it is a JWT).
+            tracing::warn!(
+                client_id = client.id(),
+                "an authorization code was used twice; the access token it bought is revoked"
+            );
+            return Err(invalid());
+        }
+        Redemption::Unknown => return Err(invalid()),
+    };
     let request = &grant.request;
     if request.client_id != client.id() {
         return Err(invalid());
@@ -341,6 +349,19 @@ async fn code_grant(
         },
         now,
     )?;
+    // Remembered for as long as the token is accepted, so that a second use of the code
+    // revokes it. A concurrent second use that lands before this write is refused
+    // without revoking (the window is the signing time).
+    if let Some(jti) = &access.jti {
+        let accepted_until =
+            (now.div_euclid(1000) + access.expires_in + state.clock_skew_secs).saturating_mul(1000);
+        if let Err(error) = state.signin.spend(code, jti, accepted_until, now).await {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "cannot record a redeemed code: a second use of it will not revoke its token"
+            );
+        }
+    }
     let id_token = if request.wants_openid() {
         let id = state.issuer.issue_id_token(
             key,

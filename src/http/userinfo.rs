@@ -1,7 +1,8 @@
 //! `GET`/`POST /userinfo` (OpenID Connect Core 1.0 §5.3): the signed-in user's claims
 //! for an access token of ours that was granted the `openid` scope. The token is checked
-//! against the in-memory key set only (no database); the claims are those the token
-//! carries, which the scopes allowed when it was issued.
+//! against the in-memory key set, and against the revocations a reused code made (one
+//! database read); the claims are those the token carries, which the scopes allowed
+//! when it was issued.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -11,6 +12,8 @@ use serde_json::{Map, Value};
 
 use super::body::{media_type, read_body};
 use super::discovery::ALLOW_ANY_ORIGIN;
+use super::form::fields;
+use super::introspect::is_revoked;
 use super::state::AppState;
 use crate::signin::has_scope;
 use crate::token::verify_access;
@@ -38,6 +41,14 @@ struct Refusal {
 
 impl Refusal {
     fn into_response(self) -> Response {
+        // 503: a failure of ours, not a challenge to the client (RFC 6750 §3).
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            let body = serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": self.description,
+            });
+            return (self.status, Json(body)).into_response();
+        }
         let challenge = match self.code {
             None => r#"Bearer realm="jwks-server""#.to_owned(),
             Some(code) => format!(
@@ -96,16 +107,12 @@ async fn presented(state: &AppState, request: Request) -> Result<Option<String>,
         let bytes = read_body(&parts.headers, body, state.body_timeout)
             .await
             .map_err(|_| malformed("the request body could not be read"))?;
-        let mut found = None;
-        for (key, value) in form_urlencoded::parse(&bytes) {
-            if key == "access_token" {
-                if found.is_some() {
-                    return Err(malformed("access_token is given more than once"));
-                }
-                found = Some(value.into_owned());
-            }
+        let form = fields(&bytes, ["access_token"]);
+        if form.repeated.is_some() {
+            return Err(malformed("access_token is given more than once"));
         }
-        found
+        let [token] = form.values;
+        token.map(std::borrow::Cow::into_owned)
     } else {
         None
     };
@@ -146,19 +153,32 @@ async fn claims(state: &AppState, request: Request) -> Result<Map<String, Value>
         });
     };
     let set = state.keys.load();
+    let now = state.clock.now();
+    let inactive = Refusal {
+        status: StatusCode::UNAUTHORIZED,
+        code: Some("invalid_token"),
+        description: "the access token is not an active access token of this issuer",
+    };
     let Some(claims) = verify_access(
         &token,
         &set,
         state.issuer.issuer(),
-        state.clock.now(),
+        now,
         state.clock_skew_secs,
     ) else {
-        return Err(Refusal {
-            status: StatusCode::UNAUTHORIZED,
-            code: Some("invalid_token"),
-            description: "the access token is not an active access token of this issuer",
-        });
+        return Err(inactive);
     };
+    match is_revoked(state, &claims, now).await {
+        Ok(false) => {}
+        Ok(true) => return Err(inactive),
+        Err(_) => {
+            return Err(Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: None,
+                description: "the sign-in database is unreachable; try again shortly",
+            });
+        }
+    }
     // OpenID Connect Core §5.3: the access token must have been granted `openid`.
     if !has_scope(claims.get("scope").and_then(Value::as_str), "openid") {
         return Err(Refusal {

@@ -6,7 +6,12 @@
 //!   sign in, with the CSRF token its sign-in form must carry (10 minutes);
 //! - a **session**: who signed in and when, behind the session cookie (`--session-ttl`);
 //! - an **authorization code**: single use, 60 seconds, bound to the client, the
-//!   redirect URI, the PKCE challenge and the nonce (RFC 6749 §4.1.2, §10.5).
+//!   redirect URI, the PKCE challenge and the nonce (RFC 6749 §4.1.2, §10.5);
+//! - a **spent code**: once a code has bought an access token, the token's `jti`, kept
+//!   as long as the token lives, so that a second use of the code revokes it
+//!   (RFC 6749 §4.1.2);
+//! - a **revoked token**: a `jti` that `/introspect` and `/userinfo` refuse until the
+//!   token would have expired anyway.
 //!
 //! Each is found by the SHA-256 of a random 256-bit [`Handle`] that only the browser or
 //! the client holds: the table alone redeems nothing. No HTTP and no SQL here: `http/`
@@ -62,6 +67,10 @@ pub enum StateKind {
     Session,
     /// An authorization code.
     Code,
+    /// A redeemed code: the `jti` of the access token it bought.
+    SpentCode,
+    /// An access token revoked before its `exp`.
+    RevokedToken,
 }
 
 impl StateKind {
@@ -72,6 +81,8 @@ impl StateKind {
             Self::Request => "request",
             Self::Session => "session",
             Self::Code => "code",
+            Self::SpentCode => "spent_code",
+            Self::RevokedToken => "revoked_token",
         }
     }
 }
@@ -114,6 +125,28 @@ pub trait SignInStore: Send + Sync + fmt::Debug {
         handle: &'a HandleHash,
         now: UnixMillis,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+}
+
+/// What a redeemed code bought: the access token to revoke if the code comes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Spent {
+    /// The access token's `jti`.
+    jti: String,
+    /// The access token's `exp`, in Unix milliseconds.
+    expires_at: UnixMillis,
+}
+
+/// What presenting a code at the token endpoint found.
+#[derive(Debug)]
+pub enum Redemption {
+    /// The code's first use: its grant.
+    Granted(Box<CodeGrant>),
+    /// The code was used before and bought a token; that token is now revoked
+    /// (RFC 6749 §4.1.2: "SHOULD revoke ... all tokens previously issued based on that
+    /// authorization code").
+    Replayed,
+    /// Not a code of ours, expired, or spent without buying a token.
+    Unknown,
 }
 
 /// A random 256-bit handle, base64url: a session cookie, a code, a pending request's id.
@@ -170,6 +203,14 @@ impl Handle {
 pub struct HandleHash(String);
 
 impl HandleHash {
+    /// What the store keys a revoked token by: the SHA-256 of its `jti`, apart from
+    /// every handle's by a prefix.
+    #[must_use]
+    pub fn of_token_id(jti: &str) -> Self {
+        let hash = digest(&SHA256, format!("jti:{jti}").as_bytes());
+        Self(hash.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The stored text.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -422,24 +463,75 @@ impl SignIn {
         self.put(StateKind::Code, grant, CODE_TTL, now).await
     }
 
-    /// Redeems a code: its grant the first time, `None` ever after (or once expired,
-    /// or if it was never ours).
+    /// Redeems a code: its grant the first time. A code that comes back after it
+    /// bought a token ([`SignIn::spend`]) revokes that token, once.
     ///
     /// # Errors
     /// Store failures; an unreadable row.
-    pub async fn redeem(
+    pub async fn redeem(&self, code: &str, now: UnixMillis) -> Result<Redemption, SignInError> {
+        let Some(handle) = Handle::parse(code) else {
+            return Ok(Redemption::Unknown);
+        };
+        let hash = handle.hash();
+        let data = self.store.take_state(StateKind::Code, &hash, now).await?;
+        if let Some(grant) = Self::decode(data)? {
+            return Ok(Redemption::Granted(Box::new(grant)));
+        }
+        let spent = self
+            .store
+            .take_state(StateKind::SpentCode, &hash, now)
+            .await?;
+        let Some(spent) = Self::decode::<Spent>(spent)? else {
+            return Ok(Redemption::Unknown);
+        };
+        self.store
+            .put_state(
+                StateKind::RevokedToken,
+                &HandleHash::of_token_id(&spent.jti),
+                "{}",
+                spent.expires_at,
+                now,
+            )
+            .await?;
+        Ok(Redemption::Replayed)
+    }
+
+    /// Records that the code bought the access token `jti`, which expires at
+    /// `expires_at`: until then, presenting the code again revokes the token.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn spend(
         &self,
         code: &str,
+        jti: &str,
+        expires_at: UnixMillis,
         now: UnixMillis,
-    ) -> Result<Option<CodeGrant>, SignInError> {
+    ) -> Result<(), SignInError> {
         let Some(handle) = Handle::parse(code) else {
-            return Ok(None);
+            return Ok(());
         };
-        let data = self
-            .store
-            .take_state(StateKind::Code, &handle.hash(), now)
+        let spent = Spent {
+            jti: jti.to_owned(),
+            expires_at,
+        };
+        let data = serde_json::to_string(&spent).map_err(SignInError::Corrupt)?;
+        self.store
+            .put_state(StateKind::SpentCode, &handle.hash(), &data, expires_at, now)
             .await?;
-        Self::decode(data)
+        Ok(())
+    }
+
+    /// Whether the access token `jti` was revoked (and would not have expired yet).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn is_revoked(&self, jti: &str, now: UnixMillis) -> Result<bool, SignInError> {
+        Ok(self
+            .store
+            .get_state(StateKind::RevokedToken, &HandleHash::of_token_id(jti), now)
+            .await?
+            .is_some())
     }
 }
 
@@ -554,21 +646,62 @@ mod tests {
             identity,
         };
         let code = signin.issue_code(&grant, 1_000).await.expect("issue");
-        assert_eq!(
+        assert!(matches!(
             signin.redeem(code.expose(), 2_000).await.expect("redeem"),
-            Some(grant.clone())
-        );
-        assert_eq!(
+            Redemption::Granted(g) if *g == grant
+        ));
+        // Spent without buying a token (a failed redemption): unknown ever after.
+        assert!(matches!(
             signin.redeem(code.expose(), 2_000).await.expect("again"),
-            None
-        );
+            Redemption::Unknown
+        ));
         let late = signin.issue_code(&grant, 1_000).await.expect("issue");
         let expired = 1_000 + millis(CODE_TTL);
-        assert_eq!(
+        assert!(matches!(
             signin.redeem(late.expose(), expired).await.expect("late"),
-            None
-        );
-        assert_eq!(signin.redeem("not a code", 0).await.expect("junk"), None);
+            Redemption::Unknown
+        ));
+        assert!(matches!(
+            signin.redeem("not a code", 0).await.expect("junk"),
+            Redemption::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_code_used_twice_revokes_the_token_it_bought_until_that_token_expires() {
+        let signin = SignIn::new(Arc::new(MemoryStore::default()), Duration::from_secs(60));
+        let grant = CodeGrant {
+            request: request(),
+            identity: Identity {
+                sub: "alice".into(),
+                auth_time: 1,
+                email: None,
+                claims: Map::new(),
+            },
+        };
+        let code = signin.issue_code(&grant, 1_000).await.expect("issue");
+        assert!(matches!(
+            signin.redeem(code.expose(), 2_000).await.expect("redeem"),
+            Redemption::Granted(_)
+        ));
+        signin
+            .spend(code.expose(), "jti-1", 900_000, 2_000)
+            .await
+            .expect("spend");
+        assert!(!signin.is_revoked("jti-1", 3_000).await.expect("read"));
+        assert!(matches!(
+            signin.redeem(code.expose(), 3_000).await.expect("replay"),
+            Redemption::Replayed
+        ));
+        assert!(signin.is_revoked("jti-1", 4_000).await.expect("read"));
+        assert!(!signin.is_revoked("jti-2", 4_000).await.expect("read"));
+        // Revoked once: a third use finds nothing more to revoke.
+        assert!(matches!(
+            signin.redeem(code.expose(), 5_000).await.expect("third"),
+            Redemption::Unknown
+        ));
+        // Past the token's own expiry nothing needs remembering.
+        assert!(!signin.is_revoked("jti-1", 900_000).await.expect("read"));
     }
 
     #[tokio::test]

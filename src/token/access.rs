@@ -186,11 +186,13 @@ impl Issuer {
     ) -> Result<IssuedToken, KeyError> {
         let iat = now.div_euclid(1000);
         let exp = (iat + self.ttl_secs).min(key.schedule.expires_at.div_euclid(1000));
-        let claims = self.access_claims(grant, iat, iat, exp, uuid_v4()?);
+        let jti = uuid_v4()?;
+        let claims = self.access_claims(grant, iat, iat, exp, jti.clone());
         let payload = serialize(&claims, grant.extra)?;
         Ok(IssuedToken {
             token: sign_with(key, &key.access_jws_header, &payload)?,
             expires_in: exp - iat,
+            jti: Some(jti),
         })
     }
 
@@ -220,7 +222,7 @@ impl Issuer {
             }
             _ => (now_secs, now_secs, now_secs + self.ttl_secs),
         };
-        let mut claims = self.access_claims(grant, iat, nbf, exp, jti);
+        let mut claims = self.access_claims(grant, iat, nbf, exp, jti.clone());
         match case {
             TestCase::WrongIssuer => claims.iss = WRONG_ISSUER,
             TestCase::WrongAudience => claims.aud = WRONG_AUDIENCE,
@@ -273,6 +275,7 @@ impl Issuer {
         Ok(IssuedToken {
             token,
             expires_in: (exp - now_secs).max(0),
+            jti: Some(jti),
         })
     }
 

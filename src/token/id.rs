@@ -84,6 +84,7 @@ impl Issuer {
         Ok(IssuedToken {
             token: sign_with(key, &key.jws_header, &payload)?,
             expires_in: exp - iat,
+            jti: None,
         })
     }
 }

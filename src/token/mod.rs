@@ -53,6 +53,8 @@ pub struct IssuedToken {
     pub token: String,
     /// Seconds until `exp` (0 for a token that is already expired).
     pub expires_in: i64,
+    /// The token's `jti`; `None` for an ID token, which carries none.
+    pub jti: Option<String>,
 }
 
 /// Issues tokens with fixed issuer, audience and lifetime.
@@ -105,10 +107,12 @@ impl Issuer {
     ) -> Result<IssuedToken, KeyError> {
         let iat = now.div_euclid(1000);
         let exp = (iat + self.ttl_secs).min(key.schedule.expires_at.div_euclid(1000));
-        let token = self.sign(key, subject, iat, exp)?;
+        let jti = uuid_v4()?;
+        let token = self.sign(key, subject, iat, exp, jti.clone())?;
         Ok(IssuedToken {
             token,
             expires_in: exp - iat,
+            jti: Some(jti),
         })
     }
 
@@ -120,14 +124,23 @@ impl Issuer {
     pub fn issue_expired(&self, key: &KeyRecord, subject: &str) -> Result<IssuedToken, KeyError> {
         let iat = key.schedule.retires_at.div_euclid(1000) - 1;
         let exp = (iat + self.ttl_secs).min(key.schedule.expires_at.div_euclid(1000));
-        let token = self.sign(key, subject, iat, exp)?;
+        let jti = uuid_v4()?;
+        let token = self.sign(key, subject, iat, exp, jti.clone())?;
         Ok(IssuedToken {
             token,
             expires_in: 0,
+            jti: Some(jti),
         })
     }
 
-    fn sign(&self, key: &KeyRecord, sub: &str, iat: i64, exp: i64) -> Result<String, KeyError> {
+    fn sign(
+        &self,
+        key: &KeyRecord,
+        sub: &str,
+        iat: i64,
+        exp: i64,
+        jti: String,
+    ) -> Result<String, KeyError> {
         let claims = Claims {
             iss: &self.iss,
             sub,
@@ -135,7 +148,7 @@ impl Issuer {
             iat,
             nbf: iat,
             exp,
-            jti: uuid_v4()?,
+            jti,
         };
         let payload = serde_json::to_vec(&claims).map_err(KeyError::Json)?;
         let mut token = String::with_capacity(key.jws_header.len() + payload.len() * 4 / 3 + 400);

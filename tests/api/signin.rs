@@ -357,11 +357,6 @@ async fn a_registered_user_signs_in_to_a_public_client_with_pkce_and_gets_verifi
     assert!(rows[0].1.is_some());
     pool.close().await;
 
-    // The same code twice: invalid_grant.
-    let again = redeem(&app, "spa", &params["code"], &p.verifier, None).await;
-    assert_eq!(again.status, StatusCode::BAD_REQUEST);
-    assert_eq!(again.json()["error"], "invalid_grant");
-
     // /userinfo with the access token.
     let bearer = format!("Bearer {access}");
     let info = app
@@ -376,6 +371,41 @@ async fn a_registered_user_signs_in_to_a_public_client_with_pkce_and_gets_verifi
     assert_eq!(info.json()["sub"], "alice");
     assert_eq!(info.json()["email"], "alice@example.com");
     assert!(info.json().get("client_id").is_none());
+
+    let introspected = app
+        .post_form(
+            "/introspect",
+            &format!("client_id=spa&token={access}"),
+            None,
+        )
+        .await;
+    assert_eq!(introspected.json()["active"], true);
+
+    // The same code twice: invalid_grant, and the access token it bought is revoked
+    // (RFC 6749 §4.1.2) wherever this server is asked about it.
+    let again = redeem(&app, "spa", &params["code"], &p.verifier, None).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.json()["error"], "invalid_grant");
+    let info = app
+        .send(
+            Method::GET,
+            "/userinfo",
+            &[("authorization", bearer.as_str())],
+            "",
+        )
+        .await;
+    assert_eq!(info.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(info.json()["error"], "invalid_token");
+    let introspected = app
+        .post_form(
+            "/introspect",
+            &format!("client_id=spa&token={access}"),
+            None,
+        )
+        .await;
+    assert_eq!(introspected.json(), json!({"active": false}));
+    let third = redeem(&app, "spa", &params["code"], &p.verifier, None).await;
+    assert_eq!(third.json()["error"], "invalid_grant");
 
     // The session: a later request skips the page, for any client, until prompt=login.
     let pkce2 = pkce();

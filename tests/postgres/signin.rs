@@ -1,5 +1,6 @@
 //! Interactive sign-in across PostgreSQL replicas: a session started at one replica is
-//! valid at the other, and a code issued by one is redeemable at either, once.
+//! valid at the other, and a code issued by one is redeemable at either, once; used
+//! twice, at either, it revokes the token it bought at both.
 
 use std::sync::Arc;
 
@@ -33,6 +34,11 @@ async fn replica(url: &DatabaseUrl, schema: &str) -> TestApp {
     .await
 }
 
+async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
+    let body = format!("client_id=app&token={token}");
+    app.post_form("/introspect", &body, None).await.json()
+}
+
 pub async fn sessions_and_codes_of_one_replica_are_honoured_once_at_another(raw: String) {
     let url = DatabaseUrl::new(raw.clone());
     let mut bytes = [0u8; 6];
@@ -56,9 +62,19 @@ pub async fn sessions_and_codes_of_one_replica_are_honoured_once_at_another(raw:
     let id = res.json()["id_token"].as_str().expect("id").to_owned();
     let claims = verify_id_token(&id, &b.jwks().await, &b.url(""), "app");
     assert_eq!(claims["sub"], "henry");
-    // Spent at B, so refused at A.
+    let access = res.json()["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    // (Each replica here has its own issuer, so B answers for B's tokens.)
+    assert_eq!(introspect(&b, &access).await["active"], true);
+    // Spent at B, so refused at A; the replay at A revokes at B the token B issued.
     let again = redeem(&a, "app", &code, &p.verifier, None).await;
     assert_eq!(again.json()["error"], "invalid_grant");
+    assert_eq!(
+        introspect(&b, &access).await,
+        serde_json::json!({"active": false})
+    );
 
     // The session cookie from A is valid at B (prompt=none answers with a code).
     let q = pkce();

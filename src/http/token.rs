@@ -192,7 +192,7 @@ async fn grant(
         test_case: test_case.map(TestCase::name),
         id_token: None,
     };
-    json_response(&answer)
+    Ok(json_response(&answer))
 }
 
 impl AccessTokenResponse {
@@ -219,13 +219,13 @@ impl AccessTokenResponse {
     }
 }
 
-fn json_response(answer: &AccessTokenResponse) -> Result<Response, ApiError> {
+fn json_response(answer: &AccessTokenResponse) -> Response {
     let mut response = Response::new(axum::body::Body::from(answer.to_json()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(response)
+    response
 }
 
 /// The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.5, OpenID Connect Core
@@ -380,14 +380,14 @@ async fn code_grant(
         None
     };
     state.requests.code_token();
-    json_response(&AccessTokenResponse {
+    Ok(json_response(&AccessTokenResponse {
         access_token: access.token,
         token_type: "Bearer",
         expires_in: access.expires_in,
         scope: request.scope.clone(),
         test_case: None,
         id_token,
-    })
+    }))
 }
 
 /// RFC 6749 §3.3: the granted scope. A registered client may ask only for its allowed

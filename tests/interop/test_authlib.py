@@ -10,7 +10,7 @@ import re
 import pytest
 import requests
 from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
+from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.jose import JsonWebKey, jwt
 from authlib.oidc.core import CodeIDToken
 from authlib.oauth2.rfc6750.errors import InvalidTokenError
@@ -165,3 +165,20 @@ def test_authorization_code_with_pkce_and_a_verified_id_token(metadata):
     )
     assert info.status_code == 200
     assert info.json()["sub"] == "ivy"
+    # The same authorization response again: refused, and the access token the first
+    # redemption bought is revoked (RFC 6749 §4.1.2).
+    with pytest.raises(OAuthError) as replay:
+        rp.fetch_token(
+            metadata["token_endpoint"],
+            authorization_response=location,
+            code_verifier=verifier,
+            state=state,
+        )
+    assert replay.value.error == "invalid_grant"
+    info = requests.get(
+        metadata["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=5,
+    )
+    assert info.status_code == 401
+    assert 'error="invalid_token"' in info.headers["WWW-Authenticate"]

@@ -17,7 +17,7 @@ use axum::response::Response;
 
 use super::body::{media_type, read_body};
 use super::error::ApiError;
-use super::form::fields;
+use super::form::{fields, read_fields};
 use super::limit::{ClientIp, retry_after_secs};
 use super::pages::{self, SignInForm};
 use super::state::AppState;
@@ -67,58 +67,26 @@ struct AuthParams<'a> {
 
 impl<'a> AuthParams<'a> {
     fn parse(input: &'a [u8]) -> Self {
-        let form = fields(
+        read_fields!(
             input,
-            [
-                "response_type",
-                "client_id",
-                "redirect_uri",
-                "scope",
-                "state",
-                "nonce",
-                "code_challenge",
-                "code_challenge_method",
-                "prompt",
-                "login_hint",
-                "max_age",
-                "response_mode",
-                "request",
-                "request_uri",
-            ],
-        );
-        let [
-            response_type,
-            client_id,
-            redirect_uri,
-            scope,
-            state,
-            nonce,
-            code_challenge,
-            code_challenge_method,
-            prompt,
-            login_hint,
-            max_age,
-            response_mode,
-            request,
-            request_uri,
-        ] = form.values;
-        Self {
-            response_type,
-            client_id,
-            redirect_uri,
-            scope,
-            state,
-            nonce,
-            code_challenge,
-            code_challenge_method,
-            prompt,
-            login_hint,
-            max_age,
-            response_mode,
-            request,
-            request_uri,
-            repeated: form.repeated,
-        }
+            Self {
+                response_type,
+                client_id,
+                redirect_uri,
+                scope,
+                state,
+                nonce,
+                code_challenge,
+                code_challenge_method,
+                prompt,
+                login_hint,
+                max_age,
+                response_mode,
+                request,
+                request_uri,
+            },
+            repeated: repeated
+        )
     }
 }
 

@@ -16,6 +16,27 @@ pub(super) struct Fields<'a, const N: usize> {
     pub(super) repeated: Option<&'static str>,
 }
 
+/// Reads the fields of struct `$ty` (each an `Option<Cow<str>>`) from `$input`, each
+/// under its own name: `($ty { .. }, repeated)`, or with `repeated: FIELD` the struct
+/// alone, the first name given twice in that field. One list names the parameter, the
+/// field and its place, so they cannot drift apart.
+macro_rules! read_fields {
+    ($input:expr, $ty:ident { $($field:ident),+ $(,)? }, repeated: $repeated:ident) => {{
+        let form = $crate::http::form::fields($input, [$(stringify!($field)),+]);
+        let [$($field),+] = form.values;
+        $ty {
+            $($field,)+
+            $repeated: form.repeated,
+        }
+    }};
+    ($input:expr, $ty:ident { $($field:ident),+ $(,)? }) => {{
+        let form = $crate::http::form::fields($input, [$(stringify!($field)),+]);
+        let [$($field),+] = form.values;
+        ($ty { $($field),+ }, form.repeated)
+    }};
+}
+pub(super) use read_fields;
+
 /// Reads `names` from `input`.
 pub(super) fn fields<'a, const N: usize>(
     input: &'a [u8],

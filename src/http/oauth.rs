@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::body::{is_json, media_type};
 use super::error::ApiError;
-use super::form::fields;
+use super::form::read_fields;
 use super::state::AppState;
 use std::sync::Arc;
 
@@ -62,63 +62,32 @@ impl<'a> Params<'a> {
                 "a JSON body is not accepted: {form}"
             )));
         }
-        let form = fields(
+        let (params, repeated) = read_fields!(
             body,
-            [
-                "grant_type",
-                "client_id",
-                "client_secret",
-                "scope",
-                "username",
-                "password",
-                "audience",
-                "resource",
-                "claims",
-                "test_case",
-                "token",
-                "code",
-                "redirect_uri",
-                "code_verifier",
-            ],
+            Self {
+                grant_type,
+                client_id,
+                client_secret,
+                scope,
+                username,
+                password,
+                audience,
+                resource,
+                claims,
+                test_case,
+                token,
+                code,
+                redirect_uri,
+                code_verifier,
+            }
         );
         // RFC 6749 §3.2: "parameters MUST NOT be included more than once".
-        if let Some(name) = form.repeated {
+        if let Some(name) = repeated {
             return Err(ApiError::InvalidRequest(format!(
                 "the parameter '{name}' is given more than once"
             )));
         }
-        let [
-            grant_type,
-            client_id,
-            client_secret,
-            scope,
-            username,
-            password,
-            audience,
-            resource,
-            claims,
-            test_case,
-            token,
-            code,
-            redirect_uri,
-            code_verifier,
-        ] = form.values;
-        Ok(Self {
-            grant_type,
-            client_id,
-            client_secret,
-            scope,
-            username,
-            password,
-            audience,
-            resource,
-            claims,
-            test_case,
-            token,
-            code,
-            redirect_uri,
-            code_verifier,
-        })
+        Ok(params)
     }
 }
 

@@ -366,3 +366,28 @@ pub fn kids(jwks: &Value) -> Vec<String> {
         .map(|k| k["kid"].as_str().expect("kid").to_owned())
         .collect()
 }
+
+/// A read-only connection to a SQLite database file, beside the server that writes it.
+pub async fn sqlite_reader(path: &std::path::Path) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("reader")
+}
+
+/// The `auth_logs` rows of a SQLite database, oldest first: `(request_ip, user_id)`.
+pub async fn auth_log_rows(pool: &sqlx::SqlitePool) -> Vec<(String, Option<i64>)> {
+    sqlx::query_as("SELECT request_ip, user_id FROM auth_logs ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("rows")
+}
+
+impl TestApp {
+    /// A read-only connection to this server's SQLite file.
+    pub async fn sqlite_reader(&self) -> sqlx::SqlitePool {
+        sqlite_reader(&self.dir.path().join("jwks.db")).await
+    }
+}

@@ -13,7 +13,8 @@ use jwks_server::keys::ManualClock;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, TestResponse, jwt_claims, jwt_header, spawn_app_with, spawn_app_with_clock, verify,
+    TestApp, TestResponse, auth_log_rows, jwt_claims, jwt_header, spawn_app_with,
+    spawn_app_with_clock, verify,
 };
 
 /// The redirect URI of the test clients (nothing listens there: the tests read
@@ -341,17 +342,8 @@ async fn a_registered_user_signs_in_to_a_public_client_with_pkce_and_gets_verifi
     );
 
     // One audit row for the sign-in (not for the wrong password), as at /auth.
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.dir.path().join("jwks.db"))
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("reader");
-    let rows: Vec<(String, Option<i64>)> =
-        sqlx::query_as("SELECT request_ip, user_id FROM auth_logs ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
+    let pool = app.sqlite_reader().await;
+    let rows = auth_log_rows(&pool).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, "127.0.0.1");
     assert!(rows[0].1.is_some());
@@ -1130,12 +1122,7 @@ async fn userinfo_answers_an_openid_access_token_and_challenges_everything_else(
 
 /// The rows of `signin_state` (pending requests, sessions, codes) in the app's database.
 async fn stored_signin_rows(app: &TestApp) -> i64 {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.dir.path().join("jwks.db"))
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("reader");
+    let pool = app.sqlite_reader().await;
     let rows = sqlx::query_scalar("SELECT COUNT(*) FROM signin_state")
         .fetch_one(&pool)
         .await

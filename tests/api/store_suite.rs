@@ -270,17 +270,8 @@ async fn a_large_sqlite_audit_batch_keeps_every_row_in_order() {
         })
         .collect();
     store.record_logins(&events).await.expect("logged");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("reader");
-    let rows: Vec<(String, Option<i64>)> =
-        sqlx::query_as("SELECT request_ip, user_id FROM auth_logs ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
+    let pool = crate::helpers::sqlite_reader(&path).await;
+    let rows = crate::helpers::auth_log_rows(&pool).await;
     let expected: Vec<(String, Option<i64>)> = events
         .iter()
         .map(|e| (e.request_ip.clone(), e.user_id))

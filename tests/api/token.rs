@@ -4,7 +4,9 @@ use hyper::StatusCode;
 use jwks_server::clients::ClientSpec;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestResponse, jwt_claims, jwt_header, spawn_app_with};
+use crate::helpers::{
+    TestApp, TestResponse, auth_log_rows, jwt_claims, jwt_header, spawn_app_with,
+};
 
 fn spec(id: &str) -> ClientSpec {
     ClientSpec {
@@ -428,17 +430,8 @@ async fn the_password_grant_follows_the_auth_rules_and_writes_an_audit_row() {
         "bob"
     );
     // One audit row per successful authentication, as at /auth.
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.dir.path().join("jwks.db"))
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("reader");
-    let rows: Vec<(String, Option<i64>)> =
-        sqlx::query_as("SELECT request_ip, user_id FROM auth_logs ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
+    let pool = app.sqlite_reader().await;
+    let rows = auth_log_rows(&pool).await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0].0, "127.0.0.1");
     assert!(rows[0].1.is_some() && rows[1].1.is_none());

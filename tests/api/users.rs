@@ -291,12 +291,7 @@ async fn sqlite_rows_have_the_graders_shape_and_utc_text_timestamps() {
     let res = login(&app, &json!({"username": "grace", "password": password})).await;
     assert_eq!(res.status, StatusCode::OK);
     // The row was committed before the response: read it at once, from another connection.
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.dir.path().join("jwks.db"))
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("reader");
+    let pool = app.sqlite_reader().await;
     let user: (i64, String, String, Option<String>, String, String) = sqlx::query_as(
         "SELECT id, username, password_hash, email, typeof(date_registered) || ':' || date_registered, \
          typeof(last_login) || ':' || last_login FROM users WHERE username = ?",

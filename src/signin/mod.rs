@@ -193,8 +193,7 @@ impl Handle {
     /// What the store keys the row by.
     #[must_use]
     pub fn hash(&self) -> HandleHash {
-        let hash = digest(&SHA256, self.0.as_bytes());
-        HandleHash(hash.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+        HandleHash::of(self.0.as_bytes())
     }
 }
 
@@ -207,7 +206,11 @@ impl HandleHash {
     /// every handle's by a prefix.
     #[must_use]
     pub fn of_token_id(jti: &str) -> Self {
-        let hash = digest(&SHA256, format!("jti:{jti}").as_bytes());
+        Self::of(format!("jti:{jti}").as_bytes())
+    }
+
+    fn of(bytes: &[u8]) -> Self {
+        let hash = digest(&SHA256, bytes);
         Self(hash.as_ref().iter().map(|b| format!("{b:02x}")).collect())
     }
 

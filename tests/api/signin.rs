@@ -188,6 +188,24 @@ pub async fn sign_in(app: &TestApp, client: &str, fields: &str) -> (Browser, Val
     (browser, res.json())
 }
 
+/// `GET /userinfo` with `access` as the Bearer token.
+pub async fn userinfo(app: &TestApp, access: &str) -> TestResponse {
+    let bearer = format!("Bearer {access}");
+    app.send(
+        Method::GET,
+        "/userinfo",
+        &[("authorization", bearer.as_str())],
+        "",
+    )
+    .await
+}
+
+/// `POST /introspect` of `token` by the public client `client`: the answer's JSON.
+pub async fn introspect(app: &TestApp, client: &str, token: &str) -> Value {
+    let body = format!("client_id={client}&token={token}");
+    app.post_form("/introspect", &body, None).await.json()
+}
+
 /// Verifies an ID token as a relying party does (OpenID Connect Core §3.1.3.7), with the
 /// independent `jsonwebtoken` crate and only the JWKS: signature, `iss`, `aud`, `exp`.
 pub fn verify_id_token(token: &str, jwks: &Value, issuer: &str, client: &str) -> Value {
@@ -350,52 +368,26 @@ async fn a_registered_user_signs_in_to_a_public_client_with_pkce_and_gets_verifi
     pool.close().await;
 
     // /userinfo with the access token.
-    let bearer = format!("Bearer {access}");
-    let info = app
-        .send(
-            Method::GET,
-            "/userinfo",
-            &[("authorization", bearer.as_str())],
-            "",
-        )
-        .await;
+    let info = userinfo(&app, access).await;
     assert_eq!(info.status, StatusCode::OK, "{:?}", info.body);
     assert_eq!(info.json()["sub"], "alice");
     assert_eq!(info.json()["email"], "alice@example.com");
     assert!(info.json().get("client_id").is_none());
 
-    let introspected = app
-        .post_form(
-            "/introspect",
-            &format!("client_id=spa&token={access}"),
-            None,
-        )
-        .await;
-    assert_eq!(introspected.json()["active"], true);
+    assert_eq!(introspect(&app, "spa", access).await["active"], true);
 
     // The same code twice: invalid_grant, and the access token it bought is revoked
     // (RFC 6749 §4.1.2) wherever this server is asked about it.
     let again = redeem(&app, "spa", &params["code"], &p.verifier, None).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert_eq!(again.json()["error"], "invalid_grant");
-    let info = app
-        .send(
-            Method::GET,
-            "/userinfo",
-            &[("authorization", bearer.as_str())],
-            "",
-        )
-        .await;
+    let info = userinfo(&app, access).await;
     assert_eq!(info.status, StatusCode::UNAUTHORIZED);
     assert_eq!(info.json()["error"], "invalid_token");
-    let introspected = app
-        .post_form(
-            "/introspect",
-            &format!("client_id=spa&token={access}"),
-            None,
-        )
-        .await;
-    assert_eq!(introspected.json(), json!({"active": false}));
+    assert_eq!(
+        introspect(&app, "spa", access).await,
+        json!({"active": false})
+    );
     let third = redeem(&app, "spa", &params["code"], &p.verifier, None).await;
     assert_eq!(third.json()["error"], "invalid_grant");
 

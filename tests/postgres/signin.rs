@@ -11,7 +11,7 @@ use jwks_server::store::PostgresStore;
 
 use crate::helpers::{TestApp, settings, spawn, test_master_key};
 use crate::signin_api::{
-    Browser, authorize_path, pkce, redeem, redirect_params, submit, verify_id_token,
+    Browser, authorize_path, introspect, pkce, redeem, redirect_params, submit, verify_id_token,
 };
 
 async fn replica(url: &DatabaseUrl, schema: &str) -> TestApp {
@@ -32,11 +32,6 @@ async fn replica(url: &DatabaseUrl, schema: &str) -> TestApp {
         Arc::new(SystemClock),
     )
     .await
-}
-
-async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
-    let body = format!("client_id=app&token={token}");
-    app.post_form("/introspect", &body, None).await.json()
 }
 
 pub async fn sessions_and_codes_of_one_replica_are_honoured_once_at_another(raw: String) {
@@ -67,12 +62,12 @@ pub async fn sessions_and_codes_of_one_replica_are_honoured_once_at_another(raw:
         .expect("access token")
         .to_owned();
     // (Each replica here has its own issuer, so B answers for B's tokens.)
-    assert_eq!(introspect(&b, &access).await["active"], true);
+    assert_eq!(introspect(&b, "app", &access).await["active"], true);
     // Spent at B, so refused at A; the replay at A revokes at B the token B issued.
     let again = redeem(&a, "app", &code, &p.verifier, None).await;
     assert_eq!(again.json()["error"], "invalid_grant");
     assert_eq!(
-        introspect(&b, &access).await,
+        introspect(&b, "app", &access).await,
         serde_json::json!({"active": false})
     );
 
